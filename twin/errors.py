@@ -1,0 +1,17 @@
+"""Exceptions that carry a one-line, user-facing message."""
+
+
+class TwinError(Exception):
+    """Base class: the message names the input, the value and what was expected."""
+
+
+class ConfigError(TwinError):
+    """A scenario or run configuration value is invalid."""
+
+
+class StoreError(TwinError):
+    """An HDF5 store is missing, incomplete or does not follow the sample schema."""
+
+
+class BackendError(TwinError):
+    """The ray-tracing backend (Sionna RT / Dr.Jit / LLVM) cannot be used."""
