@@ -1,0 +1,26 @@
+"""`python -m twin.generate scenario=<name>`: build or load the cached dataset and print its path."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from twin.cli import entry_point, run_task, scenario_of
+from twin.generation import generate
+
+
+@run_task
+def task(cfg: DictConfig) -> None:
+    scenario = scenario_of(cfg)
+    path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
+    if stats.frames:
+        print(
+            f"traced {stats.frames} frames in {stats.seconds:.1f} s "
+            f"({stats.frames_per_second:.1f} frames/s, {stats.solver_seconds:.1f} s in PathSolver)"
+        )
+    print(path)
+
+
+main = entry_point(task)
+
+if __name__ == "__main__":
+    main()
