@@ -1,0 +1,32 @@
+"""Shared fixtures: the tiny scenario, small free-space scenes and a per-test cache folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from twin.config import ScenarioConfig, load_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny() -> ScenarioConfig:
+    return load_scenario(REPO / "scenarios" / "tiny.yaml")
+
+
+def replace(config: object, **changes: object) -> object:
+    """dataclasses.replace with dotted keys: replace(cfg, **{"radio.carrier_hz": 28e9})."""
+    nested: dict[str, dict[str, object]] = {}
+    flat: dict[str, object] = {}
+    for key, value in changes.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[head] = value
+    for head, sub in nested.items():
+        flat[head] = replace(getattr(config, head), **sub)
+    return dataclasses.replace(config, **flat)

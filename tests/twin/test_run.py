@@ -1,0 +1,28 @@
+"""The main job end to end on the tiny scenario, as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def test_main_job_generates_and_summarises(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "twin.run", "scenario=tiny", f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={tmp_path / 'run'}", "progress=false",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "traced 20 frames" in out
+    assert "drives/frames  4 drives, 20 frames" in out
+    assert "line of sight" in out and "best beam 0..63" in out
+    assert (tmp_path / "run" / "dataset_summary.png").stat().st_size > 10_000
+    stores = list((tmp_path / "cache").glob("tiny-*.h5"))
+    assert len(stores) == 1 and str(stores[0]) in out
+    # Second run: loaded from the cache, nothing traced.
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert again.returncode == 0 and "traced" not in again.stdout

@@ -1,0 +1,1 @@
+"""Benchmark scripts: they print measured figures; nothing here is asserted in tests."""
