@@ -110,7 +110,15 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "twin.generate", *args, f"cache_dir={cwd}", "progress=false"],
+        [
+            sys.executable,
+            "-m",
+            "twin.generate",
+            *args,
+            f"cache_dir={cwd}",
+            f"hydra.run.dir={cwd}",
+            "progress=false",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,

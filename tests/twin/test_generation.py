@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import replace
-from twin.codebook import noise_power_dbm
+from twin.channel import PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
+from twin.codebook import UniformLinearArray, noise_power_dbm
 from twin.config import ScenarioConfig
 from twin.generation import DriveSimulator, generate, store_path
 from twin.schema import EPISODE_FIELDS, PATH_FIELDS
@@ -70,9 +71,12 @@ def test_labels_follow_from_the_channel(tiny: ScenarioConfig, tiny_store: Path) 
             np.testing.assert_allclose(
                 episode["rsrp_noiseless_dbm"], tiny.radio.tx_power_dbm + 10 * np.log10(gain), atol=1e-3
             )
-            # The stored path table reproduces h.
+            # The stored path table reproduces h (no path had to be dropped in the tiny street).
             paths = episode.groups["paths"]
-            assert np.all(paths["valid"].sum(-1) > 0)
+            assert np.all(paths["valid"].sum(-1) > 0) and episode.attrs["paths_dropped"] == 0
+            array = UniformLinearArray.from_config(tiny.base_station)
+            rebuilt = narrowband_channel(PathTable(**paths), array)
+            np.testing.assert_allclose(rebuilt, episode["h"], rtol=1e-4, atol=1e-9)
             assert np.all(episode["los"] == (paths["is_los"] & paths["valid"]).any(-1))
             # Measurement noise is small next to the sweep: measured stays close to noiseless + noise.
             noise = store.attrs["noise_power_dbm"]
@@ -149,3 +153,19 @@ def test_blocked_flag_agrees_with_traced_line_of_sight(tiny: ScenarioConfig, tmp
         blocked = np.concatenate([e["blocked"] for e in store.episodes()])
     assert blocked.any() and los.any()
     assert np.mean(los == ~blocked) > 0.95
+
+
+def test_ofdm_csi_is_stored_when_subcarriers_are_configured(tiny: ScenarioConfig, tmp_path: Path) -> None:
+    cfg = replace(tiny, **{"radio.num_subcarriers": 8, "dataset.drives": 2, "dataset.frames_per_drive": 2})
+    path, _ = generate(cfg, tmp_path, progress=False)
+    with TwinStore(path) as store:
+        assert "csi" in store.modalities
+        episode = store.episode(store.episode_ids[0])
+    assert episode["csi"].shape == (2, 16, 8)
+    # The stored path table reproduces both the narrowband channel and the CSI.
+    paths = PathTable(**episode.groups["paths"])
+    array = UniformLinearArray.from_config(cfg.base_station)
+    np.testing.assert_allclose(narrowband_channel(paths, array), episode["h"], rtol=1e-4, atol=1e-9)
+    offsets = subcarrier_offsets(cfg.radio.bandwidth_hz, 8)
+    csi = ofdm_channel(paths, array, cfg.radio.carrier_hz, offsets)
+    np.testing.assert_allclose(csi, episode["csi"], rtol=1e-4, atol=1e-9)
