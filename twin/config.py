@@ -17,7 +17,7 @@ import yaml
 
 from twin.errors import ConfigError
 from twin.materials import check_material
-from twin.validation import at_least, between, build, one_of, ordered_pair, spec, to_dict
+from twin.validation import at_least, between, build, each_between, one_of, ordered_pair, spec, to_dict
 
 ANTENNA_PATTERNS = ("iso", "dipole", "hw_dipole", "tr38901")
 
@@ -154,6 +154,78 @@ class GeodeticOrigin:
     altitude_m: float = spec(0.0)
 
 
+@dataclass(frozen=True)
+class CameraConfig:
+    """The base station's RGB camera (DeepSense: 960x540; stored smaller by default)."""
+
+    enabled: bool = spec(True)
+    position_m: tuple[float, float, float] = spec((0.0, -9.0, 3.0))
+    look_at_m: tuple[float, float, float] = spec((0.0, 0.0, 1.0))
+    horizontal_fov_deg: float = spec(90.0, check=between(1, 170))
+    resolution: tuple[int, int] = spec((320, 180), check=each_between(8, 8192))  # width, height
+    lighting: str = spec("day", check=one_of("day", "night"))
+
+
+@dataclass(frozen=True)
+class LidarConfig:
+    """A spinning LiDAR at the base station (default: Ouster OS1-32-like)."""
+
+    enabled: bool = spec(True)
+    position_m: tuple[float, float, float] = spec((0.0, -9.0, 3.2))
+    channels: int = spec(32, check=between(1, 512))
+    vertical_fov_deg: tuple[float, float] = spec((-22.5, 22.5), check=ordered_pair(-90.0))
+    azimuth_steps: int = spec(1024, check=between(8, 8192))
+    max_range_m: float = spec(120.0, check=at_least(1.0))
+    range_noise_m: float = spec(0.02, check=between(0, 5))
+
+
+@dataclass(frozen=True)
+class RadarConfig:
+    """The base station's FMCW radar (DeepSense: TI AWR2243, 77 GHz, 4 RX, 256 samples x 250 chirps)."""
+
+    enabled: bool = spec(True)
+    position_m: tuple[float, float, float] = spec((0.0, -9.0, 1.5))
+    yaw_deg: float = spec(90.0, check=between(-360, 360))  # boresight azimuth
+    start_hz: float = spec(77e9, check=between(1e9, 300e9))
+    slope_hz_per_s: float = spec(15e12, check=at_least(1e9))
+    sample_rate_hz: float = spec(5e6, check=at_least(1e3))
+    samples_per_chirp: int = spec(64, check=between(4, 4096))
+    chirps_per_frame: int = spec(64, check=between(1, 4096))
+    chirp_period_s: float = spec(60e-6, check=at_least(1e-7))  # ramp plus idle time
+    num_rx: int = spec(4, check=between(1, 64))
+    rx_spacing_wavelengths: float = spec(0.5, check=between(0.05, 4))
+    tx_power_dbm: float = spec(12.0, check=between(-30, 50))
+    noise_figure_db: float = spec(15.0, check=between(0, 40))
+    clutter: bool = spec(True)  # static paths from the buildings and ground
+
+    def validate(self, prefix: str) -> None:
+        ramp = self.samples_per_chirp / self.sample_rate_hz
+        if ramp > self.chirp_period_s:
+            raise ConfigError(
+                f"{prefix}.chirp_period_s = {self.chirp_period_s}: expected >= the sampled ramp "
+                f"samples_per_chirp / sample_rate_hz = {ramp:g} s"
+            )
+
+
+@dataclass(frozen=True)
+class GpsConfig:
+    """The served vehicle's GPS receiver: noise, update rate and outages."""
+
+    enabled: bool = spec(True)
+    noise_m: float = spec(0.5, check=between(0, 100))  # std per horizontal axis (RTK ~0.02, consumer ~3)
+    update_rate_hz: float = spec(10.0, check=between(0.01, 1000))
+    outage_rate_per_s: float = spec(0.0, check=between(0, 100))  # outages starting per second of driving
+    outage_duration_s: tuple[float, float] = spec((0.5, 2.0), check=ordered_pair(0.0))
+
+
+@dataclass(frozen=True)
+class SensorsConfig:
+    camera: CameraConfig = spec(factory=CameraConfig)
+    lidar: LidarConfig = spec(factory=LidarConfig)
+    radar: RadarConfig = spec(factory=RadarConfig)
+    gps: GpsConfig = spec(factory=GpsConfig)
+
+
 def _default_vehicle_kinds() -> dict[str, VehicleKindConfig]:
     return {
         "car": VehicleKindConfig(mesh="car.ply", color_rgb=(0.75, 0.1, 0.1)),
@@ -176,6 +248,7 @@ class ScenarioConfig:
     dataset: DatasetConfig = spec(factory=DatasetConfig)
     ray_tracing: RayTracingConfig = spec(factory=RayTracingConfig)
     geodetic_origin: GeodeticOrigin = spec(factory=GeodeticOrigin)
+    sensors: SensorsConfig = spec(factory=SensorsConfig)
 
     def validate(self, prefix: str) -> None:
         carrier = self.radio.carrier_hz

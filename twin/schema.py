@@ -32,7 +32,17 @@ EPISODE_FIELDS: tuple[Field, ...] = (
     Field("best_beam", "int16", (), "argmax of rsrp_dbm, 0-based"),
     Field("los", "bool", (), "the line-of-sight path exists"),
     Field("blocked", "bool", (), "a vehicle cuts the BS-UE line of sight (the unobstructed strongest path)"),
+    Field("camera", "uint8", ("H", "W", 3), "BS camera RGB"),
+    Field("lidar", "float32", ("P", 4), "BS LiDAR points x, y, z (local metres), intensity; padded"),
+    Field("lidar_count", "int32", (), "valid LiDAR points in the frame"),
+    Field("lidar_object", "int16", ("P",), "hit: vehicle index in traffic/ (>= 0), -1 ground, -2 building"),
+    Field("radar", "complex64", ("Rx", "Samples", "Chirps"), "BS FMCW IF data cube"),
+    Field("gps", "float64", (2,), "UE latitude, longitude in degrees (last fix; NaN before the first)"),
+    Field("gps_valid", "bool", (), "a fix arrived this frame (False between updates and in outages)"),
 )
+
+# Fields rendered once per run by the base station's sensors; episodes link to `/runs/<run>/<field>`.
+SHARED_FIELDS = ("camera", "lidar", "lidar_count", "lidar_object", "radar")
 
 # Per-path table (group `paths/`): enough to recompute h and to cut paths for blockage injection.
 PATH_FIELDS: tuple[Field, ...] = (

@@ -43,6 +43,13 @@ def between(low: float, high: float) -> Check:
     return check
 
 
+def each_between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if all(low <= v <= high for v in value) else f"values in [{low}, {high}]"
+
+    return check
+
+
 def one_of(*choices: Any) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)

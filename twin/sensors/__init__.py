@@ -1,0 +1,1 @@
+"""Base-station sensors (camera, LiDAR, FMCW radar) rendered from the posed twin scene, and UE GPS."""
