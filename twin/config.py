@@ -152,6 +152,7 @@ class GeodeticOrigin:
     latitude_deg: float = spec(0.0, check=between(-90, 90))
     longitude_deg: float = spec(0.0, check=between(-180, 180))
     altitude_m: float = spec(0.0)
+    heading_deg: float = spec(90.0, check=between(-360, 360))  # compass bearing of local +x (90: east)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -24,8 +24,13 @@ from twin.config import ScenarioConfig, config_digest, scenario_yaml
 from twin.geometry import segments_hit_boxes
 from twin.scene import ASSETS_DIR, TwinScene, load_vehicle_models
 from twin.schema import SCHEMA_VERSION
+from twin.sensors.base import FrameState
+from twin.sensors.camera import intrinsics, rotation
+from twin.sensors.gps import gps_track
+from twin.sensors.registry import build_sensors
 from twin.store import Episode, StoreWriter
 from twin.traffic import TrafficRun, make_run, pool_sizes
+from twin.validation import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 _GENERATION_SOURCES = (
     "config.py", "validation.py", "materials.py", "geometry.py", "traffic.py", "scene.py",
     "channel.py", "codebook.py", "schema.py", "store.py", "generation.py",
+    "sensors/base.py", "sensors/raycast.py", "sensors/camera.py", "sensors/lidar.py", "sensors/radar.py",
+    "sensors/gps.py", "sensors/registry.py",
 )  # fmt: skip
 
 
@@ -40,7 +47,9 @@ def code_digest() -> str:
     h = hashlib.sha256(f"{twin.__version__}/{SCHEMA_VERSION}".encode())
     package = Path(twin.__file__).parent
     for name in _GENERATION_SOURCES:
-        h.update((package / name).read_bytes())
+        h.update(name.encode())
+        if (package / name).exists():
+            h.update((package / name).read_bytes())
     for mesh in sorted((ASSETS_DIR / "vehicles").glob("*.ply")):
         h.update(mesh.read_bytes())
     return h.hexdigest()
@@ -64,9 +73,11 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class GenerationStats:
-    frames: int = 0
+    frames: int = 0  # drive samples (one per served UE per time step)
     seconds: float = 0.0
     solver_seconds: float = 0.0
+    sensor_seconds: dict[str, float] = field(default_factory=dict)
+    steps: int = 0  # scene states (time steps of runs); sensors render once per step
 
     @property
     def frames_per_second(self) -> float:
@@ -83,23 +94,36 @@ class DriveSimulator:
         self.noise_dbm = noise_power_dbm(config.radio.bandwidth_hz, config.radio.noise_figure_db)
         self.scene = TwinScene(config, pool_sizes(runs))
         self.tracer = ChannelTracer(self.scene, config.ray_tracing)
+        self.sensors = build_sensors(config, self.scene)
+        self.sensor_seconds = {type(sensor).__name__: 0.0 for sensor in self.sensors}
 
     def drives_in_run(self, run: int) -> int:
         served = self.config.traffic.served_per_run
         return max(0, min(served, self.config.dataset.drives - run * served))
 
-    def simulate(self, run: TrafficRun, progress: tqdm | None = None) -> list[Episode]:
+    def simulate(
+        self, run: TrafficRun, progress: tqdm | None = None
+    ) -> tuple[list[Episode], dict[str, np.ndarray]]:
+        """The run's episodes and the base-station sensor arrays they share."""
         cfg = self.config
         count = self.drives_in_run(run.run)
         served = run.served[:count]
         antennas = run.antenna_positions(cfg.traffic.ue_antenna_above_roof_m)[:, :count]
         velocities = run.velocities[served]
         tables = []
+        sensed: dict[str, list[np.ndarray]] = {}
         for frame in range(cfg.dataset.frames_per_drive):
-            self.scene.pose(run, frame)
+            self.scene.pose(run, frame)  # one scene state feeds the channels and every sensor
             tables.append(self.tracer(antennas[frame], velocities))
+            state = FrameState(self.scene, run, frame)
+            for sensor in self.sensors:
+                start = time.perf_counter()
+                for name, array in sensor(state).items():
+                    sensed.setdefault(name, []).append(array)
+                self.sensor_seconds[type(sensor).__name__] += time.perf_counter() - start
             if progress is not None:
                 progress.update(count)
+        shared = {name: np.stack(arrays) for name, arrays in sensed.items()}
         # (T, S, ...) per field, then one episode per served vehicle.
         width = max(t.gain.shape[1] for t in tables)
         stacked = PathTable(
@@ -107,10 +131,11 @@ class DriveSimulator:
         )
         blocked = self._blocked(run, antennas, served)
         rng = np.random.default_rng([cfg.seed, run.run, 1])
-        return [
+        episodes = [
             self._episode(run, j, int(served[j]), stacked, antennas[:, j], blocked[:, j], rng)
             for j in range(count)
         ]
+        return episodes, shared
 
     def _blocked(self, run: TrafficRun, antennas: np.ndarray, served: np.ndarray) -> np.ndarray:
         """(T, S): whether another vehicle's box cuts the segment from the base station to each UE."""
@@ -158,6 +183,11 @@ class DriveSimulator:
         if cfg.radio.num_subcarriers > 0:
             offsets = subcarrier_offsets(cfg.radio.bandwidth_hz, cfg.radio.num_subcarriers)
             data["csi"] = ofdm_channel(own, self.array, cfg.radio.carrier_hz, offsets)
+        if cfg.sensors.gps.enabled:
+            gps_rng = np.random.default_rng([cfg.seed, run.run, slot, 2])
+            data["gps"], data["gps_valid"] = gps_track(
+                cfg.sensors.gps, cfg.geodetic_origin, antenna, cfg.dataset.frame_rate_hz, gps_rng
+            )
         vehicle_info = run.vehicles[vehicle]
         return Episode(
             id=f"run{run.run:05d}-ue{slot:02d}",
@@ -187,6 +217,15 @@ def root_attributes(config: ScenarioConfig, codebook: Codebook) -> dict:
     modalities = ["ue_pos", "ue_vel", "h", "rsrp_noiseless_dbm", "los", "blocked"]
     if radio.num_subcarriers > 0:
         modalities.append("csi")
+    sensors = config.sensors
+    if sensors.camera.enabled:
+        modalities.append("camera")
+    if sensors.lidar.enabled:
+        modalities += ["lidar", "lidar_count", "lidar_object"]
+    if sensors.radar.enabled:
+        modalities.append("radar")
+    if sensors.gps.enabled:
+        modalities += ["gps", "gps_valid"]
     return {
         "source": "twin",
         "scenario_name": config.name,
@@ -211,6 +250,14 @@ def root_attributes(config: ScenarioConfig, codebook: Codebook) -> dict:
         "config_digest": config_digest(config),
         "code_digest": code_digest(),
         "h_convention": "uplink UE->BS element n (reciprocal); RSRP_k = P_tx + 10 log10 |h^H w_k|^2",
+        "sensors": json.dumps(to_dict(sensors)),
+        "camera_intrinsics": intrinsics(sensors.camera),
+        "camera_rotation": rotation(sensors.camera),  # world -> camera (x right, y down, z forward)
+        "camera_position_m": np.asarray(sensors.camera.position_m),
+        "lidar_position_m": np.asarray(sensors.lidar.position_m),
+        "lidar_frame": "points relative to lidar_position_m, axes of the local frame",
+        "radar_position_m": np.asarray(sensors.radar.position_m),
+        "geodetic_heading_deg": origin.heading_deg,
     }
 
 
@@ -238,9 +285,14 @@ def generate(
             total=total, unit="frame", desc=f"tracing {config.name}", disable=not progress, mininterval=0.5
         ) as bar:
             for run in todo:
-                writer.write_run(run.run, simulator.simulate(run, bar))
+                episodes, shared = simulator.simulate(run, bar)
+                writer.write_run(run.run, episodes, shared)
         stats = GenerationStats(
-            frames=total, seconds=time.perf_counter() - start, solver_seconds=simulator.tracer.timer.solver_s
+            frames=total,
+            seconds=time.perf_counter() - start,
+            solver_seconds=simulator.tracer.timer.solver_s,
+            sensor_seconds=dict(simulator.sensor_seconds),
+            steps=len(todo) * config.dataset.frames_per_drive,
         )
     writer.finalize(len(runs))
     return path, stats

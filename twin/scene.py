@@ -77,6 +77,26 @@ def ground_box(config: ScenarioConfig) -> Mesh:
     return box(size, (0.0, 0.0, -_GROUND_THICKNESS_M / 2))
 
 
+GROUND, BUILDING = "ground", "building"
+
+
+@dataclass(frozen=True)
+class Surface:
+    """What a ray that hits scene object `object_id` has hit (for labels and shading)."""
+
+    object_id: int
+    name: str
+    category: str  # GROUND, BUILDING or the vehicle kind
+    material: str
+    face_normals: np.ndarray  # (F, 3) in the object's own frame (vehicles: before yaw)
+
+
+def face_normals(mesh: Mesh) -> np.ndarray:
+    v = mesh.vertices[mesh.faces].astype(np.float64)
+    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
 class TwinScene:
     """The Sionna RT scene of a scenario, with vehicles posed per frame."""
 
@@ -92,20 +112,22 @@ class TwinScene:
         self.scene.bandwidth = config.radio.bandwidth_hz
         self._materials: dict[str, object] = {}
 
-        objects = [self._object("ground", ground_box(config), config.street.ground_material)]
+        self.surfaces: list[Surface] = []
+        objects = [self._object("ground", ground_box(config), config.street.ground_material, GROUND)]
         by_material: dict[str, list[Mesh]] = {}
         for mesh, material in building_boxes(config):
             by_material.setdefault(material, []).append(mesh)
         for material, meshes in sorted(by_material.items()):
-            objects.append(self._object(f"buildings-{material}", merge(meshes), material))
+            objects.append(self._object(f"buildings-{material}", merge(meshes), material, BUILDING))
 
         self.pool: dict[str, list[object]] = {}
         for kind, count in sorted(pool.items()):
             model = self.models[kind]
-            members = [self._object(f"{kind}-{i}", model.mesh, model.material) for i in range(count)]
+            members = [self._object(f"{kind}-{i}", model.mesh, model.material, kind) for i in range(count)]
             self.pool[kind] = members
             objects.extend(members)
         self.scene.add(objects)
+        self._surface_by_id = {surface.object_id: surface for surface in self.surfaces}
         self._park_all()
 
         bs = config.base_station
@@ -122,7 +144,7 @@ class TwinScene:
         self._posed_run: int | None = None
         self._receivers: list[object] = []
 
-    def _object(self, name: str, mesh: Mesh, material: str) -> object:
+    def _object(self, name: str, mesh: Mesh, material: str, category: str) -> object:
         rt = sionna_rt()
         mi = self._mi
         if material not in self._materials:
@@ -134,7 +156,9 @@ class TwinScene:
         params["vertex_positions"] = mi.Float(mesh.vertices.ravel())
         params["faces"] = mi.UInt32(mesh.faces.ravel())
         params.update()
-        return rt.SceneObject(mi_mesh=mi_mesh, name=name, radio_material=self._materials[material])
+        obj = rt.SceneObject(mi_mesh=mi_mesh, name=name, radio_material=self._materials[material])
+        self.surfaces.append(Surface(obj.object_id, name, category, material, face_normals(mesh)))
+        return obj
 
     def _parking_spot(self, row: int, i: int) -> np.ndarray:
         return _PARKING + np.array([20.0 * i, 20.0 * row, 5.0])
@@ -183,6 +207,13 @@ class TwinScene:
             used[vehicle.kind] = i + 1
             slots.append(self.pool[vehicle.kind][i])
         return slots
+
+    def surface(self, object_id: int) -> Surface:
+        return self._surface_by_id[object_id]
+
+    def vehicle_of_object(self, run: TrafficRun) -> dict[int, int]:
+        """Scene object id → index of the run's vehicle it plays (vehicles not in the run: absent)."""
+        return {obj.object_id: vehicle.index for vehicle, obj in zip(run.vehicles, self._slots(run))}
 
     def pose(self, run: TrafficRun, frame: int) -> None:
         """Move every vehicle of `run` to where it is at `frame` (in place; the scene is not rebuilt)."""

@@ -47,9 +47,21 @@ class Episode:
         return self.data[name]
 
 
-def _write_episode(group: h5py.Group, episode: Episode) -> None:
-    for name, array in episode.data.items():
+def _create(group: h5py.Group, name: str, array: np.ndarray) -> None:
+    """Per-frame chunks; sensor data (images, point clouds, radar cubes) also LZF-compressed."""
+    array = np.asarray(array)
+    if array.ndim >= 2 and array.nbytes > 1 << 16:
+        chunks = (1, *array.shape[1:])
+        group.create_dataset(name, data=array, chunks=chunks, compression="lzf")
+    else:
         group.create_dataset(name, data=array)
+
+
+def _write_episode(group: h5py.Group, episode: Episode, shared: Mapping[str, str]) -> None:
+    for name, array in episode.data.items():
+        _create(group, name, array)
+    for name, target in shared.items():  # run-level sensor data, stored once for all of its drives
+        group[name] = h5py.SoftLink(target)
     for group_name, arrays in episode.groups.items():
         sub = group.create_group(group_name)
         for name, array in arrays.items():
@@ -88,13 +100,23 @@ class StoreWriter:
                 part.unlink()  # unreadable: regenerate it
         return done
 
-    def write_run(self, run: int, episodes: list[Episode]) -> None:
+    def write_run(
+        self, run: int, episodes: list[Episode], shared: Mapping[str, np.ndarray] | None = None
+    ) -> None:
+        """Write a run's episodes; `shared` arrays (base-station sensors) are stored once under
+        `/runs/<run>/` and every episode links to them by name."""
         final = self._part(run)
         tmp = _atomic_path(final)
         with h5py.File(tmp, "w") as f:
+            links = {}
+            if shared:
+                run_group = f.create_group(f"runs/run{run:05d}")
+                for name, array in shared.items():
+                    _create(run_group, name, array)
+                    links[name] = f"{run_group.name}/{name}"
             group = f.create_group("episodes")
             for episode in episodes:
-                _write_episode(group.create_group(episode.id), episode)
+                _write_episode(group.create_group(episode.id), episode, links)
             f.attrs["complete"] = True
         os.replace(tmp, final)
 
@@ -114,7 +136,10 @@ class StoreWriter:
             episodes = out.create_group("episodes")
             for run in range(runs):
                 with h5py.File(self._part(run), "r") as part:
+                    for run_name in part.get("runs", {}):
+                        part.copy(part["runs"][run_name], out.require_group("runs"), name=run_name)
                     for episode_id in sorted(part["episodes"]):
+                        # Soft links to /runs/... are copied as links, so sensor data stays single.
                         part.copy(part["episodes"][episode_id], episodes, name=episode_id)
             out.attrs["complete"] = True
         os.replace(tmp, self.path)
