@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.store import TwinStore
+from twin.store import Episode, TwinStore
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,22 @@ def summarize(store: TwinStore) -> DatasetSummary:
 
 
 def plot_summary(store: TwinStore, summary: DatasetSummary, path: Path) -> Path:
-    """Best-beam histogram and one drive's beam sweep over time (a heat map) in one PNG."""
+    """Best-beam histogram, one drive's sweep over time and, when recorded, what the base station's
+    camera and LiDAR saw at that drive's closest approach — in one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    episode = store.episode(store.episode_ids[0], fields=["t", "rsrp_dbm", "best_beam", "los"])
-    fig, (ax_hist, ax_sweep) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    sensors = [m for m in ("camera", "lidar") if m in store.modalities]
+    fields = ["t", "rsrp_dbm", "best_beam", "los", "ue_pos", *sensors]
+    if "lidar" in sensors:
+        fields += ["lidar_count", "lidar_object"]
+    available = {"t", "rsrp_dbm", "best_beam", *store.modalities}
+    episode = store.episode(store.episode_ids[0], fields=[f for f in fields if f in available])
+    columns = 2 + len(sensors)
+    fig, axes = plt.subplots(1, columns, figsize=(5.5 * columns, 3.8), constrained_layout=True)
+    ax_hist, ax_sweep = axes[0], axes[1]
     ax_hist.bar(np.arange(len(summary.beam_histogram)), summary.beam_histogram, color="tab:blue")
     ax_hist.set(xlabel="best beam index", ylabel="frames", title=f"best beam over {summary.frames} frames")
     t = episode["t"]
@@ -92,6 +100,38 @@ def plot_summary(store: TwinStore, summary: DatasetSummary, path: Path) -> Path:
     ax_sweep.set(xlabel="time [s]", ylabel="beam index", title=f"RSRP sweep of drive {episode.id}")
     fig.colorbar(image, ax=ax_sweep, label="RSRP [dBm]")
     ax_sweep.legend(loc="upper right", fontsize=8)
-    fig.savefig(path, dpi=120)
+    frame = _closest_approach(store, episode)
+    for ax, sensor in zip(axes[2:], sensors):
+        if sensor == "camera":
+            ax.imshow(episode["camera"][frame])
+            ax.set(title=f"BS camera at t = {t[frame]:.1f} s", xticks=[], yticks=[])
+        else:
+            _plot_lidar(ax, store, episode, frame)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _closest_approach(store: TwinStore, episode: Episode) -> int:
+    if "ue_pos" not in episode.data:
+        return len(episode["t"]) // 2
+    bs = np.asarray(store.attrs["bs_position_m"])
+    return int(np.argmin(np.linalg.norm(episode["ue_pos"][:, :2] - bs[:2], axis=1)))
+
+
+def _plot_lidar(ax: object, store: TwinStore, episode: Episode, frame: int) -> None:
+    """Bird's-eye view of one LiDAR sweep, vehicles in colour and the served one highlighted."""
+    count = int(episode["lidar_count"][frame])
+    points = episode["lidar"][frame, :count, :3] + np.asarray(store.attrs["lidar_position_m"])
+    labels = episode["lidar_object"][frame, :count]
+    static = labels < 0
+    ax.scatter(points[static, 0], points[static, 1], s=0.2, c="0.6", rasterized=True)
+    vehicles = labels >= 0
+    ax.scatter(
+        points[vehicles, 0], points[vehicles, 1], s=0.6, c=labels[vehicles], cmap="tab10", rasterized=True
+    )
+    served = labels == int(episode.attrs.get("vehicle_index", -99))
+    ax.scatter(points[served, 0], points[served, 1], s=1.5, c="red", label="served car")
+    ax.set(xlim=(-40, 40), ylim=(-20, 20), aspect="equal", xlabel="x [m]", ylabel="y [m]",
+           title=f"BS LiDAR, bird's eye, t = {episode['t'][frame]:.1f} s")  # fmt: skip
+    ax.legend(loc="upper right", fontsize=8)
