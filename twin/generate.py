@@ -13,10 +13,7 @@ def task(cfg: DictConfig) -> None:
     scenario = scenario_of(cfg)
     path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
     if stats.frames:
-        print(
-            f"traced {stats.frames} frames in {stats.seconds:.1f} s "
-            f"({stats.frames_per_second:.1f} frames/s, {stats.solver_seconds:.1f} s in PathSolver)"
-        )
+        print(stats.describe())
     print(path)
 
 

@@ -83,6 +83,14 @@ class GenerationStats:
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds else float("nan")
 
+    def describe(self) -> str:
+        """One line for the console: how much was traced and where the time went."""
+        sensors = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.sensor_seconds.items())
+        return (
+            f"traced {self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s; "
+            f"PathSolver {self.solver_seconds:.1f} s" + (f", {sensors}" if sensors else "") + ")"
+        )
+
 
 class DriveSimulator:
     """Poses the scene frame by frame and turns traced paths into the schema's per-frame arrays."""
