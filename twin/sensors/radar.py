@@ -78,7 +78,8 @@ def carrier_hz(radar: RadarConfig) -> float:
 
 
 def noise_power_dbm(radar: RadarConfig) -> float:
-    return BOLTZMANN_DBM_PER_HZ + 10 * np.log10(radar.sample_rate_hz) + radar.noise_figure_db
+    """Receiver noise per complex sample: k T B NF with B = the sample rate."""
+    return float(BOLTZMANN_DBM_PER_HZ + 10 * np.log10(radar.sample_rate_hz) + radar.noise_figure_db)
 
 
 def radar_figures(radar: RadarConfig) -> dict[str, float]:
@@ -266,20 +267,24 @@ class FmcwRadar:
         weight = echoes.amplitude * np.exp(2j * np.pi * cycles)
         rx = np.exp(-2j * np.pi * echoes.sin_angle[:, None] * self._rx_offsets)
         fast = np.exp(2j * np.pi * self._beat_hz(echoes)[:, None] * self._fast_s)
-        return ((weight[:, None] * rx)[:, :, None] * fast[:, None, :]).astype(np.complex64)
+        return (weight[:, None] * rx)[:, :, None] * fast[:, None, :]
 
     def _moving_cube(self, echoes: Echoes) -> np.ndarray:
         radar = self.radar
         shape = (radar.num_rx, radar.samples_per_chirp, radar.chirps_per_frame)
         if not len(echoes):
             return np.zeros(shape, np.complex64)
-        left = self._fast_time(echoes).reshape(len(echoes), -1)  # (P, R*S)
+        left = self._fast_time(echoes).reshape(len(echoes), -1).astype(np.complex64)  # (P, R*S)
         slow = np.exp(2j * np.pi * self._doppler_hz(echoes)[:, None] * self._slow_s).astype(np.complex64)
         return (left.T @ slow).reshape(shape)
 
     def _static_cube(self, echoes: Echoes) -> np.ndarray:
-        """(R, S): the sum of static echoes, identical in every chirp."""
+        """(R, S): the sum of static echoes, identical in every chirp.
+
+        Summed in a canonical order: the solver's path order varies between runs, the sum must not.
+        """
         radar = self.radar
+        echoes = echoes.select(np.lexsort((echoes.amplitude.imag, echoes.amplitude.real, echoes.delay_s)))
         total = np.zeros((radar.num_rx, radar.samples_per_chirp), np.complex128)
         for start in range(0, len(echoes), _CHUNK):
             total += self._fast_time(echoes.select(slice(start, start + _CHUNK))).sum(axis=0)
@@ -332,7 +337,9 @@ class FmcwRadar:
         rt = sionna_rt()
         import mitsuba as mi
 
-        config = self.config
+        config, rtc = self.config, self.config.ray_tracing
+        if rtc.max_depth == 0:
+            return _no_echoes()
         scene = rt.load_scene()
         scene.frequency = self.carrier_hz
         allowed = set(valid_materials(self.carrier_hz))
@@ -372,10 +379,7 @@ class FmcwRadar:
         }
         scene.add(rt.Transmitter("radar-tx", **pose))
         scene.add(rt.Receiver("radar-rx", **pose))
-        rtc = config.ray_tracing
-        if rtc.max_depth == 0:
-            return _no_echoes()
-        paths = rt.PathSolver()(
+        paths = rt.PathSolver(deterministic=True)(
             scene,
             max_depth=rtc.max_depth,
             samples_per_src=rtc.samples_per_src,

@@ -64,3 +64,30 @@ def test_all_modalities_of_a_frame_see_the_same_vehicle_positions(
             error = reported - episode["ue_pos"][fixes, :2]
             assert np.abs(error).max() < 5 * tiny.sensors.gps.noise_m
     assert checked >= 10
+
+
+def test_stored_sensor_frames_re_render_from_that_frames_traffic(
+    tiny: ScenarioConfig, store_path: Path
+) -> None:
+    """Render frame t again from the stored traffic of frame t: camera and radar come out identical,
+    so they were made from that very scene state (not the frame before or after)."""
+    from twin.scene import TwinScene, load_vehicle_models
+    from twin.sensors.base import FrameState
+    from twin.sensors.camera import Camera
+    from twin.sensors.radar import FmcwRadar
+    from twin.traffic import make_run, pool_sizes
+
+    cfg = replace(tiny, **{"sensors.lidar.channels": 16, "sensors.lidar.azimuth_steps": 256})
+    sizes = {k: m.size_m for k, m in load_vehicle_models(cfg).items()}
+    run = make_run(cfg, 1, sizes)
+    twin = TwinScene(cfg, pool_sizes([make_run(cfg, r, sizes) for r in range(cfg.num_runs)]))
+    camera, radar = Camera(cfg, twin), FmcwRadar(cfg, twin)
+    with TwinStore(store_path) as store:
+        episode = store.episode("run00001-ue00")
+    np.testing.assert_allclose(episode.groups["traffic"]["positions"], run.positions, atol=1e-5)
+    for t in (1, 3):
+        twin.pose(run, t)
+        state = FrameState(twin, run, t)
+        np.testing.assert_array_equal(camera(state)["camera"], episode["camera"][t])
+        np.testing.assert_array_equal(radar(state)["radar"], episode["radar"][t])
+        assert not np.array_equal(episode["camera"][t], episode["camera"][t - 1])
