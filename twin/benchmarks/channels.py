@@ -2,7 +2,8 @@
 
 Prints frames per second of the whole twin (posing, tracing, channels, sweeps, store writes), the
 time inside Sionna's PathSolver, the ratio of the twin's time to a bare PathSolver loop over the same
-scene states and receivers, and peak memory. Kernels are compiled by a warm-up first.
+scene states and receivers, and peak memory. Kernels are compiled by a warm-up first. Sensors are
+switched off here; `python -m twin.benchmarks.sensors` times them.
 """
 
 from __future__ import annotations
@@ -51,12 +52,19 @@ def bare_solver_seconds(config: ScenarioConfig) -> float:
     return total
 
 
+def rf_only(config: ScenarioConfig) -> ScenarioConfig:
+    """The scenario with every sensor off: this benchmark times the channels (see sensors.py)."""
+    off = {name: dataclasses.replace(getattr(config.sensors, name), enabled=False)
+           for name in ("camera", "lidar", "radar", "gps")}  # fmt: skip
+    return dataclasses.replace(config, sensors=dataclasses.replace(config.sensors, **off))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="urban_street")
     parser.add_argument("--drives", type=int, default=16, help="drives to trace (x frames per drive)")
     args = parser.parse_args()
-    base = load_scenario(SCENARIO_DIR / f"{args.scenario}.yaml")
+    base = rf_only(load_scenario(SCENARIO_DIR / f"{args.scenario}.yaml"))
     config = dataclasses.replace(base, dataset=dataclasses.replace(base.dataset, drives=args.drives))
     warmup = dataclasses.replace(
         base, seed=base.seed + 1000, dataset=dataclasses.replace(base.dataset, drives=1, frames_per_drive=3)
