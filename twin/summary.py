@@ -15,8 +15,8 @@ class DatasetSummary:
     path: str
     drives: int
     frames: int
-    los_share: float
-    blocked_share: float
+    los_share: float | None  # None where the data has no LoS labels (e.g. replayed DeepSense)
+    blocked_share: float | None
     beam_histogram: np.ndarray  # (K,) counts of best beams
     rsrp_min_dbm: float
     rsrp_max_dbm: float
@@ -32,8 +32,10 @@ class DatasetSummary:
             [
                 f"dataset        {self.path}",
                 f"drives/frames  {self.drives} drives, {self.frames} frames",
-                f"line of sight  {100 * self.los_share:.1f} % of frames "
-                f"({100 * self.blocked_share:.1f} % blocked)",
+                "line of sight  not labelled in this data"
+                if self.los_share is None
+                else f"line of sight  {100 * self.los_share:.1f} % of frames "
+                f"({100 * (self.blocked_share or 0.0):.1f} % blocked)",
                 f"RSRP           {self.rsrp_min_dbm:.1f} .. {self.rsrp_max_dbm:.1f} dBm "
                 f"(best beam median {self.best_rsrp_median_dbm:.1f} dBm, "
                 f"SNR median {self.snr_median_db:.1f} dB)",
@@ -44,26 +46,32 @@ class DatasetSummary:
 
 def summarize(store: TwinStore) -> DatasetSummary:
     k = int(store.attrs["num_beams"])
+    labels = [name for name in ("los", "blocked") if name in store.modalities]
     histogram = np.zeros(k, np.int64)
-    los, blocked, rsrp_all, best = [], [], [], []
+    flags: dict[str, list[np.ndarray]] = {name: [] for name in labels}
+    rsrp_all, best = [], []
     for episode_id in store.episode_ids:
-        ep = store.episode(episode_id, fields=["t", "rsrp_dbm", "best_beam", "los", "blocked"])
+        ep = store.episode(episode_id, fields=["t", "rsrp_dbm", "best_beam", *labels])
         histogram += np.bincount(ep["best_beam"], minlength=k)
-        los.append(ep["los"])
-        blocked.append(ep["blocked"])
+        for name in labels:
+            flags[name].append(ep[name])
         rsrp_all.append(ep["rsrp_dbm"])
-        best.append(ep["rsrp_dbm"].max(axis=-1))
+        best.append(np.nanmax(np.where(np.isnan(ep["rsrp_dbm"]), -np.inf, ep["rsrp_dbm"]), axis=-1))
     rsrp = np.concatenate(rsrp_all)
     best_rsrp = np.concatenate(best)
+
+    def share(name: str) -> float | None:
+        return float(np.concatenate(flags[name]).mean()) if name in flags else None
+
     return DatasetSummary(
         path=str(store.path),
         drives=len(store.episode_ids),
         frames=len(best_rsrp),
-        los_share=float(np.concatenate(los).mean()),
-        blocked_share=float(np.concatenate(blocked).mean()),
+        los_share=share("los"),
+        blocked_share=share("blocked"),
         beam_histogram=histogram,
-        rsrp_min_dbm=float(rsrp.min()),
-        rsrp_max_dbm=float(rsrp.max()),
+        rsrp_min_dbm=float(np.nanmin(rsrp)),  # replayed power files may hold NaN (kept, flagged)
+        rsrp_max_dbm=float(np.nanmax(rsrp)),
         best_rsrp_median_dbm=float(np.median(best_rsrp)),
         snr_median_db=float(np.median(best_rsrp) - store.attrs["noise_power_dbm"]),
     )
@@ -80,7 +88,7 @@ def plot_summary(store: TwinStore, summary: DatasetSummary, path: Path) -> Path:
     sensors = [m for m in ("camera", "lidar") if m in store.modalities]
     fields = ["t", "rsrp_dbm", "best_beam", "los", "ue_pos", *sensors]
     if "lidar" in sensors:
-        fields += ["lidar_count", "lidar_object"]
+        fields += ["lidar_count", "lidar_object"]  # lidar_object only in twin data
     available = {"t", "rsrp_dbm", "best_beam", *store.modalities}
     episode = store.episode(store.episode_ids[0], fields=[f for f in fields if f in available])
     columns = 2 + len(sensors)
@@ -122,8 +130,10 @@ def _closest_approach(store: TwinStore, episode: Episode) -> int:
 def _plot_lidar(ax: object, store: TwinStore, episode: Episode, frame: int) -> None:
     """Bird's-eye view of one LiDAR sweep, vehicles in colour and the served one highlighted."""
     count = int(episode["lidar_count"][frame])
-    points = episode["lidar"][frame, :count, :3] + np.asarray(store.attrs["lidar_position_m"])
-    labels = episode["lidar_object"][frame, :count]
+    origin = np.asarray(store.attrs.get("lidar_position_m", np.zeros(3)))
+    points = episode["lidar"][frame, :count, :3] + origin
+    labelled = "lidar_object" in episode.data
+    labels = episode["lidar_object"][frame, :count] if labelled else np.full(count, -3)
     static = labels < 0
     ax.scatter(points[static, 0], points[static, 1], s=0.2, c="0.6", rasterized=True)
     vehicles = labels >= 0
