@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from twin.errors import ConfigError
+from twin.faults import FaultsConfig
 from twin.materials import check_material
 from twin.validation import at_least, between, build, each_between, one_of, ordered_pair, spec, to_dict
 
@@ -250,6 +251,7 @@ class ScenarioConfig:
     ray_tracing: RayTracingConfig = spec(factory=RayTracingConfig)
     geodetic_origin: GeodeticOrigin = spec(factory=GeodeticOrigin)
     sensors: SensorsConfig = spec(factory=SensorsConfig)
+    faults: FaultsConfig = spec(factory=FaultsConfig)  # injected at replay time (twin.faults), not traced
 
     def validate(self, prefix: str) -> None:
         carrier = self.radio.carrier_hz
@@ -324,6 +326,9 @@ def scenario_yaml(config: ScenarioConfig) -> str:
 
 
 def config_digest(config: ScenarioConfig) -> str:
-    """Stable hash of everything that shapes the generated data."""
-    canonical = json.dumps(scenario_to_dict(config), sort_keys=True, separators=(",", ":"))
+    """Stable hash of everything that shapes the generated data. Faults are applied at replay time,
+    so they are left out: one cached dataset serves every fault study."""
+    data = scenario_to_dict(config)
+    data.pop("faults", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

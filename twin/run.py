@@ -1,7 +1,8 @@
 """The main job: `python -m twin.run scenario=urban_street`.
 
-Generates (or loads the cached) twin dataset and summarises it. The closed-loop evaluation of
-policies under injected faults builds on this entry point.
+Generates (or loads the cached) twin dataset and summarises it, then runs every configured policy
+closed-loop over the drives under the scenario's faults and a small grid of fault levels, and writes
+the report (results.csv, results.json, summary.md, figures, 3D snapshot) into the run's folder.
 """
 
 from __future__ import annotations
@@ -9,17 +10,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from twin.cli import entry_point, run_task, scenario_of
+from twin.errors import ConfigError
+from twin.evaluate import evaluate, evaluation_from
 from twin.generation import generate
+from twin.policies import make_policy
+from twin.report import format_table, write_report
 from twin.store import TwinStore
 from twin.summary import plot_summary, summarize
+
+
+def policy_names(cfg: DictConfig) -> list[str]:
+    """The `policies` list, each name checked (before any tracing is spent)."""
+    names = OmegaConf.to_container(cfg.policies, resolve=True) if "policies" in cfg else []
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"policies = {names!r}: expected a list of policy names")
+    for i, name in enumerate(names):
+        make_policy(name, key=f"policies[{i}]")
+    return names
 
 
 @run_task
 def task(cfg: DictConfig) -> None:
     scenario = scenario_of(cfg)
+    policies = policy_names(cfg)
+    evaluation = evaluation_from(
+        OmegaConf.to_container(cfg.evaluation, resolve=True) if "evaluation" in cfg else {}
+    )
     path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
     if stats.frames:
         print(
@@ -31,6 +52,11 @@ def task(cfg: DictConfig) -> None:
         figure = plot_summary(store, summary, output_dir / "dataset_summary.png")
     print(summary.format())
     print(f"plot           {figure}")
+    if policies:
+        result = evaluate(path, scenario.faults, evaluation, policies, progress=cfg.progress)
+        files = write_report(result, output_dir, scenario.name)
+        print(format_table(result))
+        print(f"report         {files['summary']} ({result.steps:,} steps in {result.seconds:.1f} s)")
 
 
 main = entry_point(task)

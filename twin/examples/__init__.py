@@ -1,0 +1,1 @@
+"""Runnable examples built on the testbed (RL training on the beam-selection environment)."""
