@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twin.config import ScenarioConfig, scenario_from_dict, scenario_to_dict
 from twin.errors import ConfigError, TwinError
+from twin.validation import to_dict
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -38,6 +39,15 @@ def register_scenarios(directory: Path = SCENARIO_DIR) -> None:
         with contextlib.suppress(ConfigError):
             node = scenario_to_dict(scenario_from_dict(node, source=path.stem))
         store.store(group="scenario", name=path.stem, node=node)
+
+
+def register_replays() -> None:
+    """Make `replay=deepsense|deepverse` selectable, every ReplayConfig option overridable."""
+    from twin.replay.config import KINDS, ReplayConfig
+
+    store = ConfigStore.instance()
+    for kind in KINDS:
+        store.store(group="replay", name=kind, node=to_dict(ReplayConfig(kind=kind)))
 
 
 def scenario_of(cfg: DictConfig) -> ScenarioConfig:
@@ -67,6 +77,7 @@ def entry_point(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         try:
             _check_scenario_argument(sys.argv[1:])
             register_scenarios()
+            register_replays()
             return hydra_task()
         except TwinError as exc:
             print(f"error: {exc}", file=sys.stderr)

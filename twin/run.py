@@ -1,8 +1,10 @@
 """The main job: `python -m twin.run scenario=urban_street`.
 
-Generates (or loads the cached) twin dataset and summarises it, then runs every configured policy
+Generates (or loads the cached) twin dataset — or, with `replay=deepsense replay.path=...`, converts
+recorded data into the same schema — and summarises it, then runs every configured policy
 closed-loop over the drives under the scenario's faults and a small grid of fault levels, and writes
-the report (results.csv, results.json, summary.md, figures, 3D snapshot) into the run's folder.
+the report (results.csv, results.json, summary.md, figures, 3D snapshot) into the run's folder. The
+faults of a replay come from the selected scenario (default urban_street).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from twin.errors import ConfigError
 from twin.evaluate import evaluate, evaluation_from
 from twin.generation import generate
 from twin.policies import make_policy
+from twin.replay import replay_from_config
+from twin.replay.config import ReplayConfig, replay_config_from
 from twin.report import format_table, write_report
 from twin.store import TwinStore
 from twin.summary import plot_summary, summarize
@@ -34,6 +38,13 @@ def policy_names(cfg: DictConfig) -> list[str]:
     return names
 
 
+def replay_options(cfg: DictConfig) -> ReplayConfig | None:
+    """The `replay` group's options when recorded data is replayed instead of the twin's."""
+    if cfg.get("replay") is None:
+        return None
+    return replay_config_from(OmegaConf.to_container(cfg.replay, resolve=True), prefix="replay")
+
+
 @run_task
 def task(cfg: DictConfig) -> None:
     scenario = scenario_of(cfg)
@@ -41,11 +52,17 @@ def task(cfg: DictConfig) -> None:
     evaluation = evaluation_from(
         OmegaConf.to_container(cfg.evaluation, resolve=True) if "evaluation" in cfg else {}
     )
-    path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
-    if stats.frames:
-        print(
-            f"traced {stats.frames} frames in {stats.seconds:.1f} s ({stats.frames_per_second:.1f} frames/s)"
+    replay = replay_options(cfg)
+    if replay is not None:
+        path, name = (
+            replay_from_config(replay, cfg.cache_dir),
+            f"{replay.kind} {replay.scenario or replay.path}",
         )
+    else:
+        path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
+        name = scenario.name
+        if stats.frames:
+            print(stats.describe())
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     with TwinStore(path) as store:
         summary = summarize(store)
@@ -54,7 +71,7 @@ def task(cfg: DictConfig) -> None:
     print(f"plot           {figure}")
     if policies:
         result = evaluate(path, scenario.faults, evaluation, policies, progress=cfg.progress)
-        files = write_report(result, output_dir, scenario.name)
+        files = write_report(result, output_dir, name)
         print(format_table(result))
         print(f"report         {files['summary']} ({result.steps:,} steps in {result.seconds:.1f} s)")
 

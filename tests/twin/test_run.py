@@ -26,3 +26,30 @@ def test_main_job_generates_and_summarises(tmp_path: Path) -> None:
     # Second run: loaded from the cache, nothing traced.
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert again.returncode == 0 and "traced" not in again.stdout
+
+
+def test_main_job_replays_real_deepsense_sweeps(tmp_path: Path) -> None:
+    import pytest
+
+    data = REPO.parent / "shared" / "data" / "deepsense6g"
+    if not (data / "scenario17").is_dir():
+        pytest.skip(f"real DeepSense data not found at {data} (CI has ../shared beside the repo)")
+    command = [
+        sys.executable, "-m", "twin.run", "replay=deepsense", f"replay.path={data}",
+        "replay.scenario=scenario17", "replay.limit=300", "policies=[genie,exhaustive,random]",
+        "evaluation.seeds=[0]",
+        "evaluation.snapshot=false", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}",
+        "progress=false",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "drives/frames  1 drives, 300 frames" in result.stdout
+    assert "line of sight  not labelled in this data" in result.stdout
+    assert (tmp_path / "run" / "results.json").is_file()
+    missing = subprocess.run(
+        [sys.executable, "-m", "twin.run", "replay=deepsense", f"cache_dir={tmp_path}",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: replay.path: missing; expected the deepsense dataset folder"
