@@ -80,6 +80,7 @@ class Camera:
         self.origin = np.asarray(self.config.position_m, np.float64)
         self.rays = pixel_rays(self.config)
         self.night = self.config.lighting == "night"
+        self.sky = self._sky()  # the same every frame
         street = config.street
         lamp_x = np.arange(-street.length_m / 2, street.length_m / 2 + 1, 30.0)
         lamp_y = street.width_m / 2 + 0.5
@@ -97,7 +98,7 @@ class Camera:
             light, glow = self._night_light(state, hits)
         else:
             light, glow = self._day_light(state, hits), 0.0
-        rgb = np.where(hits.hit[:, None], albedo * light + glow, self._sky())
+        rgb = np.where(hits.hit[:, None], albedo * light + glow, self.sky)
         image = (255 * np.clip(rgb, 0, 1) ** (1 / 2.2)).round().astype(np.uint8)
         return (
             image.reshape(height, width, 3),
@@ -114,7 +115,7 @@ class Camera:
     def _albedo(self, state: FrameState, hits: Hits) -> np.ndarray:
         twin = state.twin
         albedo = np.zeros((len(hits.distance), 3))
-        for oid in np.unique(hits.object_id[hits.hit]):
+        for oid in hits.objects:
             mask = hits.object_id == oid
             surface = twin.surface(int(oid))
             if surface.category == GROUND:

@@ -60,7 +60,7 @@ class Lidar:
 
 def _reflectivity(twin: TwinScene, object_ids: np.ndarray) -> np.ndarray:
     out = np.empty(len(object_ids))
-    for oid in np.unique(object_ids):
+    for oid in np.unique(object_ids):  # a handful of objects, not per point
         surface = twin.surface(int(oid))
         key = GROUND if surface.category == GROUND else surface.material
         out[object_ids == oid] = _REFLECTIVITY.get(key, 0.3)

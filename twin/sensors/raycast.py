@@ -25,6 +25,7 @@ class Hits:
     object_id: np.ndarray  # (n,) scene object id, 0 where nothing was hit
     normal: np.ndarray  # (n, 3) unit surface normal, facing the ray's origin
     point: np.ndarray  # (n, 3) hit point, local metres
+    objects: np.ndarray  # distinct object ids that were hit
 
     @property
     def hit(self) -> np.ndarray:
@@ -55,7 +56,8 @@ def cast(twin: TwinScene, run: TrafficRun, origins: np.ndarray, directions: np.n
     label = np.full(len(distance), MISS, np.int16)
     normal = np.zeros_like(directions)
     vehicle_of = twin.vehicle_of_object(run)
-    for oid in np.unique(object_id[hit]):
+    objects = np.unique(object_id[hit])
+    for oid in objects:
         mask = object_id == oid
         surface = twin.surface(int(oid))
         local = surface.face_normals[triangle[mask]]
@@ -75,4 +77,6 @@ def cast(twin: TwinScene, run: TrafficRun, origins: np.ndarray, directions: np.n
     flip = np.einsum("ij,ij->i", normal, directions) > 0
     normal[flip] *= -1
     point = origins + directions * np.where(hit, distance, 0.0)[:, None]
-    return Hits(distance=distance, label=label, object_id=object_id, normal=normal, point=point)
+    return Hits(
+        distance=distance, label=label, object_id=object_id, normal=normal, point=point, objects=objects
+    )
