@@ -21,9 +21,9 @@ import twin
 from twin.channel import ChannelTracer, PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
 from twin.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm, rsrp_noiseless_dbm
 from twin.config import ScenarioConfig, config_digest, scenario_yaml
+from twin.digest import source_digest
 from twin.geometry import segments_hit_boxes
 from twin.scene import ASSETS_DIR, TwinScene, load_vehicle_models
-from twin.schema import SCHEMA_VERSION
 from twin.sensors.base import FrameState
 from twin.sensors.camera import intrinsics, rotation
 from twin.sensors.gps import gps_track
@@ -44,15 +44,7 @@ _GENERATION_SOURCES = (
 
 
 def code_digest() -> str:
-    h = hashlib.sha256(f"{twin.__version__}/{SCHEMA_VERSION}".encode())
-    package = Path(twin.__file__).parent
-    for name in _GENERATION_SOURCES:
-        h.update(name.encode())
-        if (package / name).exists():
-            h.update((package / name).read_bytes())
-    for mesh in sorted((ASSETS_DIR / "vehicles").glob("*.ply")):
-        h.update(mesh.read_bytes())
-    return h.hexdigest()
+    return source_digest(_GENERATION_SOURCES, sorted((ASSETS_DIR / "vehicles").glob("*.ply")))
 
 
 def store_path(config: ScenarioConfig, cache_dir: str | Path) -> Path:

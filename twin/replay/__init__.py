@@ -18,11 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import twin
+from twin.digest import source_digest
 from twin.replay.config import KINDS, SENSORS, ReplayConfig, replay_config_from
 from twin.replay.formats import BadFile, ReplayError, resolve
 from twin.replay.recording import Recording, write_recording
-from twin.schema import SCHEMA_VERSION
 from twin.validation import to_dict
 
 __all__ = [
@@ -47,13 +46,7 @@ _SOURCES = (
 
 
 def code_digest() -> str:
-    h = hashlib.sha256(f"{twin.__version__}/{SCHEMA_VERSION}".encode())
-    package = Path(twin.__file__).parent
-    for name in _SOURCES:
-        h.update(name.encode())
-        if (package / name).exists():
-            h.update((package / name).read_bytes())
-    return h.hexdigest()
+    return source_digest(_SOURCES)
 
 
 def source_folder(config: ReplayConfig) -> tuple[Path, Path]:
