@@ -1,0 +1,208 @@
+"""A trained predictor as an environment policy (twin.policies.Policy).
+
+The adapter keeps its own history window, built frame by frame from the observations exactly as
+learners.data builds training windows: sensor inputs of the last H frames through the same
+preprocessing (a frame whose mask is 0 — missing, in an outage, before the first fix — enters as
+zeros with mask 0), and the RF history of the beams it served with their RSRP feedback. It serves the
+top-ranked beam of the first predicted frame and reports the top three.
+
+Options (evaluation.policy_options.<name>): `checkpoint` (a folder written by learners.train),
+`probe` (measure the top-`probe` predicted beams and serve the strongest: beam refinement at the
+price of `probe` measurement slots per frame; 0: trust the prediction), `initial_sweep` (a model
+that reads only the RF history sweeps every beam while it has no feedback yet, as initial access).
+
+Every model name (beamtransfuser, gru, transformer, ar, kalman, mlp) is registered as a policy name
+on import of this module; `kalman` needs no checkpoint (it is built from the store's deployment).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learners.checkpoint import CheckpointError, load_checkpoint, read_config
+from learners.data import RF_INPUT
+from learners.geometry import deployment_of
+from learners.models import MODELS, BeamPredictor, ModelContext, import_models, model_class
+from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
+from twin.drives import TwinContext
+from twin.errors import ConfigError
+from twin.policies import POLICIES, Decision, Link, Policy, mask_of, register_policy
+from twin.store import TwinStore
+from twin.validation import between, spec
+
+_PARENT_PID = os.getpid()
+
+
+@dataclass(frozen=True)
+class LearnedOptions:
+    checkpoint: str = spec("")
+    probe: int = spec(0, check=between(0, 4096))
+    initial_sweep: bool = spec(True)
+
+
+class HistoryWindow:
+    """The last frames of inputs a model reads, assembled into a batch of one window."""
+
+    def __init__(self, model: BeamPredictor, preprocessor: Preprocessor, noise_power_dbm: float):
+        context = model.context
+        self.model = model
+        self.preprocessor = preprocessor
+        self.noise_power_dbm = noise_power_dbm
+        self.sensors = [n for n in model.inputs if n != RF_INPUT]
+        self.rf = RF_INPUT in model.inputs
+        h = context.history
+        self.frames: dict[str, deque[np.ndarray]] = {n: deque(maxlen=h) for n in self.sensors}
+        self.masks: dict[str, deque[bool]] = {n: deque(maxlen=h) for n in self.sensors}
+        self.zeros = {n: np.zeros(preprocessor.shape(n), np.float32) for n in self.sensors}
+        self.beams: deque[tuple[int, float, bool]] = deque(maxlen=h)
+        for _ in range(h):  # frames before the drive's start: zeros, mask 0
+            for n in self.sensors:
+                self.frames[n].append(self.zeros[n])
+                self.masks[n].append(False)
+            self.beams.append((0, 0.0, False))
+
+    def observe(self, obs: Mapping[str, np.ndarray]) -> None:
+        """Add this frame's sensors and the feedback on the previous frame's beam."""
+        for name in self.sensors:
+            source = self.preprocessor.source(name)
+            usable = source in obs and mask_of(obs, source)
+            self.frames[name].append(
+                self.preprocessor.frame(name, obs[source]) if usable else self.zeros[name]
+            )
+            self.masks[name].append(bool(usable))
+        if self.rf:
+            if mask_of(obs, "rsrp"):
+                rsrp = float(
+                    rsrp_normalised(float(obs["rsrp"][0]), self.noise_power_dbm, self.preprocessor.config)
+                )
+                self.beams.append((int(obs["beam"][0]), rsrp, True))
+            else:
+                self.beams.append((0, 0.0, False))
+
+    @property
+    def has_feedback(self) -> bool:
+        return any(ok for _, _, ok in self.beams)
+
+    def batch(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        inputs, masks = {}, {}
+        for name in self.sensors:
+            inputs[name] = torch.from_numpy(np.stack(self.frames[name]))[None]
+            masks[name] = torch.tensor(list(self.masks[name]))[None]
+        if self.rf:
+            beams, rsrp, ok = zip(*self.beams)
+            inputs[RF_INPUT] = torch.tensor(beams, dtype=torch.int64)[None]
+            inputs["beam_rsrp"] = torch.tensor(rsrp, dtype=torch.float32)[None]
+            masks[RF_INPUT] = torch.tensor(ok)[None]
+        return inputs, masks
+
+
+class LearnedPolicy(Policy):
+    """Serves the beams a trained predictor ranks highest for the current frame."""
+
+    name = "learned"
+    kind = ""  # the model kind a registered name insists on ("" for load_policy: any)
+
+    def __init__(self, options: LearnedOptions | None = None):
+        self.options = options or LearnedOptions()
+        self.model: BeamPredictor | None = None
+        self.preprocessor: Preprocessor | None = None
+        if self.options.checkpoint:
+            checkpoint = load_checkpoint(self.options.checkpoint)
+            if self.kind and checkpoint.kind != self.kind:
+                raise CheckpointError(
+                    f"{checkpoint.path}: a {checkpoint.kind} checkpoint, but policy {self.name!r} runs "
+                    f"{self.kind} models"
+                )
+            self.use(checkpoint.model)
+        elif self.kind and not model_class(self.kind).needs_training:
+            # Known before reset (evaluators ask what a policy reads first): the default inputs.
+            self.modalities = frozenset({input_source("gps", PreprocessConfig())})
+
+    def use(self, model: BeamPredictor) -> None:
+        """Run `model` (and preprocess its inputs as it was trained)."""
+        self.model = model.eval()
+        self.preprocessor = Preprocessor(model.context.preprocess, model.context.deployment)
+        self.modalities = frozenset(self.preprocessor.source(n) for n in model.inputs if n != RF_INPUT)
+
+    def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
+        super().reset(context, rng)
+        if os.getpid() != _PARENT_PID:
+            # A forked evaluation worker: torch's OpenMP pool does not survive fork (the first
+            # parallel op would hang), and the evaluator already runs one worker per core.
+            torch.set_num_threads(1)
+        if self.model is None:
+            self._build_untrained(context)
+        model = self.model
+        if model.context.num_beams != context.num_beams:
+            raise ConfigError(
+                f"policy {self.name}: the model predicts {model.context.num_beams} beams, "
+                f"the store {context.path} has {context.num_beams}"
+            )
+        self.window = HistoryWindow(model, self.preprocessor, context.noise_power_dbm)
+        self._all = np.arange(context.num_beams)
+
+    def _build_untrained(self, context: TwinContext) -> None:
+        if not self.kind or model_class(self.kind).needs_training:
+            model = self.kind or "..."
+            raise ConfigError(
+                f"policy {self.name}: no checkpoint; train one (python -m learners.train model={model}) "
+                f"and set evaluation.policy_options.{self.name}.checkpoint=<folder>"
+            )
+        with TwinStore(context.path) as store:
+            deployment = deployment_of(store)
+        model_context = ModelContext(deployment.num_beams, 5, 1, {}, deployment, PreprocessConfig())
+        self.use(model_class(self.kind)(model_class(self.kind).Options(), model_context))
+
+    @torch.inference_mode()
+    def scores(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Observe the frame and return the model's (K,) logits for it."""
+        self.window.observe(obs)
+        inputs, masks = self.window.batch()
+        return self.model(inputs, masks)[0, 0].numpy()
+
+    def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
+        logits = self.scores(obs)
+        if self.options.initial_sweep and not self.window.sensors and not self.window.has_feedback:
+            return _ranked(link.measure(self._all), self._all)
+        order = np.argsort(-logits, kind="stable")
+        if self.options.probe:
+            candidates = order[: self.options.probe]
+            best = int(candidates[np.argmax(link.measure(candidates))])
+            order = np.concatenate([[best], order[order != best]])
+        return order[:3]
+
+
+def _ranked(values: np.ndarray, beams: np.ndarray) -> np.ndarray:
+    return beams[np.argsort(-values, kind="stable")[:3]]
+
+
+def policy_class(kind: str) -> type[LearnedPolicy]:
+    """The policy class registered for a model kind (its `name` is the kind)."""
+    return type(f"Learned_{kind}", (LearnedPolicy,), {"name": kind, "kind": kind})
+
+
+def load_policy(checkpoint: str | Path, probe: int = 0, initial_sweep: bool = True) -> LearnedPolicy:
+    """A policy running the model of a checkpoint folder (named after the model)."""
+    options = LearnedOptions(checkpoint=str(checkpoint), probe=probe, initial_sweep=initial_sweep)
+    return policy_class(str(read_config(checkpoint)["model"]))(options)
+
+
+def register_learned_policies() -> list[str]:
+    """Register every model kind as a policy name (idempotent); returns the names."""
+    import_models()
+    names = []
+    for kind in MODELS:
+        if kind not in POLICIES or getattr(POLICIES[kind].factory, "kind", None) != kind:
+            register_policy(kind, policy_class(kind), LearnedOptions)
+        names.append(kind)
+    return names
+
+
+register_learned_policies()

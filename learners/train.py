@@ -1,0 +1,467 @@
+"""Train a beam predictor on a store: `python -m learners.train model=beamtransfuser scenario=urban_street`.
+
+The store is the scenario's cached twin dataset (generated when missing) or any store given as
+`store=<file>` (e.g. replayed recordings). Drives are split by run into training and validation
+(learners.data); every epoch prints validation top-1/top-3, DBA and mean beam distance; training
+stops early when validation DBA has not improved for `patience` epochs, when `time_budget_s` runs
+out, or after `epochs`; the best epoch's weights are saved (safetensors + config.json). The same seed
+gives the same split, batches, augmentation and initial weights, hence the same checkpoint.
+
+From Python: `train(store, {"model": "gru", "epochs": 5}, "outputs/checkpoints/gru", time_budget_s=60)`
+returns the checkpoint folder; `train_or_load` reuses a folder trained with the same settings on the
+same data.
+
+Frozen backbone plus head (for pretrained encoders): `init_from=<checkpoint>` loads every tensor whose
+name and shape match, and `freeze=[prefix, ...]` keeps parameters under those name prefixes fixed
+(their batch-norm statistics too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from learners.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_config, load_frames
+from learners.losses import focal_loss
+from learners.metrics import evaluate_offline
+from learners.models import BeamPredictor, ModelContext, model_class, model_options
+from learners.preprocess import preprocess_config
+from twin.errors import ConfigError
+from twin.validation import at_least, between, build, one_of, spec, to_dict
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = spec("beamtransfuser")
+    epochs: int = spec(20, check=between(0, 100_000))
+    batch_size: int = spec(32, check=between(1, 65_536))
+    lr: float = spec(1e-3, check=between(1e-7, 10))
+    weight_decay: float = spec(1e-4, check=between(0, 10))
+    focal_gamma: float = spec(2.0, check=between(0, 10))
+    label_sigma_beams: float = spec(2.0, check=between(0, 100))  # soft labels; 0: the paper's one-hot
+    patience: int = spec(5, check=between(1, 100_000))  # epochs without a better validation DBA
+    schedule: str = spec("cosine", check=one_of("cosine", "constant"))  # learning rate over the epochs
+    keep: str = spec("best", check=one_of("best", "last"))  # weights saved: best validation DBA or last
+    seed: int = spec(0, check=at_least(0))
+    time_budget_s: float = spec(0.0, check=at_least(0))  # 0: no limit
+    modality_dropout: float = spec(0.1, check=between(0, 0.9))  # per sample and sensor input
+    threads: int = spec(0, check=between(0, 256))  # torch threads; 0: torch's default
+    init_from: str = spec("")  # checkpoint whose matching tensors initialise the model
+    freeze: tuple[str, ...] = spec(())  # parameter-name prefixes kept fixed
+    data: DataConfig = spec(factory=DataConfig)
+    # Free-form, validated by the model's and the preprocessor's own dataclasses:
+    options: dict[str, Any] = field(default_factory=dict)
+    preprocess: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(
+    data: Mapping[str, Any] | TrainConfig | None, prefix: str = "train", command_line: bool = False
+) -> TrainConfig:
+    """Validate training settings; errors name keys as the caller wrote them (`train.options.x` from
+    Python, `model.options.x` / `data.x` / `preprocess.x` on the command line)."""
+    if isinstance(data, TrainConfig):
+        return data
+    data = dict(data or {})
+    options = dict(data.pop("options", None) or {})
+    preprocess = dict(data.pop("preprocess", None) or {})
+    window = data.pop("data", None)
+    keys = {k: f"{prefix}.{k}" for k in ("model", "options", "data", "preprocess")}
+    if command_line:
+        keys = {"model": "model.name", "options": "model.options", "data": "data", "preprocess": "preprocess"}
+    model_class(data.get("model", TrainConfig.model), key=keys["model"])
+    config = build(TrainConfig, data, prefix)
+    model_options(config.model, options, prefix=keys["options"])  # fail early, one line
+    preprocess_config(preprocess, prefix=keys["preprocess"])
+    return replace(config, data=data_config(window, keys["data"]), options=options, preprocess=preprocess)
+
+
+def train_config_json(config: TrainConfig) -> dict[str, Any]:
+    out = to_dict(replace(config, options={}, preprocess={}))
+    out["options"], out["preprocess"] = dict(config.options), dict(config.preprocess)
+    return out
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]  # validation metrics of the saved weights
+    history: list[dict[str, Any]]  # one entry per epoch
+    samples_per_s: float  # training throughput (forward + backward + step)
+    stopped: str  # epochs | early stop | time budget | nothing to train
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _drop_modalities(batch: dict[str, Any], names: list[str], p: float, generator: torch.Generator) -> None:
+    """Blank whole sensor inputs of random samples (mask 0, zeros), never all of a sample's inputs,
+    so the model learns to decide with a sensor missing, as dropout faults will ask of it."""
+    if p <= 0 or len(names) < 2:
+        return
+    size = batch["target"].shape[0]
+    drop = torch.rand(size, len(names), generator=generator) < p
+    drop &= ~drop.all(1, keepdim=True)
+    for j, name in enumerate(names):
+        mask = batch["masks"][name]
+        batch["masks"][name] = mask & ~drop[:, j : j + 1]
+        shape = (size,) + (1,) * (batch["inputs"][name].dim() - 1)
+        batch["inputs"][name] = batch["inputs"][name] * (~drop[:, j]).view(shape)
+
+
+def _init_from(model: nn.Module, path: str) -> int:
+    """Copy every tensor of another checkpoint whose name and shape match; returns how many."""
+    source = load_checkpoint(path).model.state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
+def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
+    """Stop gradients under the prefixes; returns the fully frozen modules (kept in eval mode)."""
+    if not prefixes:
+        return []
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            raise ConfigError(f"train.freeze: no parameter starts with {prefix!r}")
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefixes):
+            parameter.requires_grad_(False)
+    return [
+        m
+        for name, m in model.named_modules()
+        if name and name.startswith(prefixes) and all(not p.requires_grad for p in m.parameters())
+    ]
+
+
+def _loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def _store_identity(path: Path) -> dict[str, Any]:
+    """What identifies the training data: the twin's digests when present, else size and mtime."""
+    with h5py.File(path, "r") as f:
+        attrs = f.attrs
+        identity = {
+            k: str(attrs[k])
+            for k in ("scenario_name", "config_digest", "code_digest", "source")
+            if k in attrs
+        }
+    if "config_digest" not in identity:
+        stat = path.stat()
+        identity.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    return identity
+
+
+@dataclass
+class _Setup:
+    model: BeamPredictor
+    frames: FrameSet
+    train_ids: list[int]
+    val_ids: list[int]
+    frozen: list[nn.Module]
+
+
+def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _Setup:
+    """Data (preprocessed for the model's inputs), split, model, initial weights and frozen parts."""
+    cls = model_class(config.model, key="train.model")
+    options = model_options(config.model, config.options, prefix="train.options")
+    defaults = cls.preprocess_defaults(options)
+    preprocess = preprocess_config({**defaults, **config.preprocess}, "train.preprocess")
+    inputs, data = cls.inputs_of(options), config.data
+    if frames is None or frames.inputs != inputs:
+        frames = load_frames(store, inputs, preprocess, data.label)
+    train_ids, val_ids = frames.split(data, config.seed)
+    deployment = frames.deployment
+    context = ModelContext(
+        deployment.num_beams, data.history, data.future, frames.shapes, deployment, preprocess
+    )
+    model: BeamPredictor = cls(options, context)
+    if config.init_from:
+        _init_from(model, config.init_from)
+    return _Setup(model, frames, train_ids, val_ids, _freeze(model, tuple(config.freeze)))
+
+
+class _Optimisation:
+    """AdamW with the learning-rate schedule, modality dropout and the focal loss: one epoch at a time."""
+
+    def __init__(self, model: BeamPredictor, config: TrainConfig, batches_per_epoch: int):
+        self.model, self.config = model, config
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimiser = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
+        steps = config.epochs * batches_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser, lambda step: _learning_rate_factor(config.schedule, step, steps)
+        )
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.sensors = [n for n in model.inputs if n != RF_INPUT]
+        self.samples, self.seconds = 0, 0.0  # throughput of the optimisation steps alone
+
+    def epoch(self, batches: Any, deadline: float | None) -> tuple[float, bool]:
+        """Mean training loss of the epoch, and whether the deadline cut it short."""
+        c = self.config
+        total, count = 0.0, 0
+        for batch in batches:
+            tick = time.perf_counter()
+            _drop_modalities(batch, self.sensors, c.modality_dropout, self.generator)
+            logits = self.model(batch["inputs"], batch["masks"])
+            loss = focal_loss(
+                logits, batch["target"], batch["target_mask"], c.focal_gamma, c.label_sigma_beams
+            )
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.parameters, 5.0)
+            self.optimiser.step()
+            self.scheduler.step()
+            size = batch["target"].shape[0]
+            self.seconds += time.perf_counter() - tick
+            self.samples += size
+            total, count = total + loss.item() * size, count + size
+            if hasattr(batches, "set_postfix"):
+                batches.set_postfix(loss=f"{total / count:.3f}", refresh=False)
+            if deadline is not None and time.perf_counter() > deadline:
+                return total / count, True
+        return total / max(count, 1), False
+
+
+def fit(
+    store: str | Path,
+    config: TrainConfig | Mapping[str, Any],
+    checkpoint_dir: str | Path,
+    progress: bool = True,
+    frames: FrameSet | None = None,
+) -> TrainResult:
+    """Train, validate every epoch, save the chosen weights to `checkpoint_dir`. `frames` reuses data
+    already loaded for the same inputs and preprocessing."""
+    start = time.perf_counter()
+    config = train_config(config)
+    seed_everything(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    setup = _setup(store, config, frames)
+    model, data = setup.model, config.data
+    train_set = WindowDataset(setup.frames, setup.train_ids, data, training=True, seed=config.seed)
+    val_set = WindowDataset(setup.frames, setup.val_ids, data, training=False)
+    val_loader = _loader(val_set, max(config.batch_size, 64), False, config.seed)
+    validate = (lambda: evaluate_offline(model, val_loader)) if len(val_set) else dict
+    deadline = start + config.time_budget_s if config.time_budget_s else None
+    history: list[dict[str, Any]] = []
+    chosen: dict[str, Any] = {}
+    stopped, samples_per_s = "epochs", float("nan")
+    if not model.trainable or config.epochs == 0 or len(train_set) == 0:
+        stopped, chosen = "nothing to train", validate()
+    else:
+        run = _Optimisation(model, config, math.ceil(len(train_set) / config.batch_size))
+        best_key, best_state, stale = None, None, 0
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            for module in setup.frozen:
+                module.eval()
+            loader = _loader(train_set, config.batch_size, True, config.seed + epoch)
+            desc = f"{config.model} epoch {epoch}/{config.epochs}"
+            with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+                loss, out_of_time = run.epoch(bar, deadline)
+            metrics = validate()
+            history.append({"epoch": epoch, "train_loss": loss, **metrics})
+            tqdm.write(_epoch_line(config.model, history[-1]))  # always: validation is the point of the run
+            key = _monitored(metrics, loss)
+            if best_key is None or _improves(key, best_key):
+                best_key, chosen, stale = key, metrics, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if out_of_time or stale >= config.patience:
+                stopped = "time budget" if out_of_time else "early stop"
+                break
+        if config.keep == "best" and best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            chosen = {k: v for k, v in history[-1].items() if k not in ("epoch", "train_loss")}
+        samples_per_s = run.samples / run.seconds if run.seconds else float("nan")
+    extra = {
+        "train": train_config_json(config),
+        "metrics": chosen,
+        "history": history,
+        "stopped": stopped,
+        "samples_per_s": samples_per_s,
+        "store": {"path": str(store), **_store_identity(Path(store))},
+        "split": {
+            "train": [setup.frames.drives[i].id for i in setup.train_ids],
+            "val": [setup.frames.drives[i].id for i in setup.val_ids],
+        },
+    }
+    folder = save_checkpoint(checkpoint_dir, model.eval(), data, extra)
+    return TrainResult(folder, chosen, history, samples_per_s, stopped, time.perf_counter() - start)
+
+
+def _learning_rate_factor(schedule: str, step: int, steps: int) -> float:
+    """Cosine decay to zero over the planned steps (stable last epochs), or constant."""
+    if schedule == "constant" or steps <= 0:
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def _monitored(metrics: dict[str, Any], train_loss: float) -> tuple[float, float]:
+    """(score, loss) the early stopping watches: validation DBA and loss, else the training loss."""
+    if metrics.get("samples"):
+        return metrics["dba"], metrics["loss"]
+    return 0.0, train_loss
+
+
+def _improves(key: tuple[float, float], best: tuple[float, float]) -> bool:
+    """A higher DBA, or the same DBA with a loss lower by more than 0.1 % (not mere jitter)."""
+    (score, loss), (best_score, best_loss) = key, best
+    if abs(score - best_score) > 1e-9:
+        return score > best_score
+    return loss < best_loss - 1e-3 * abs(best_loss)
+
+
+def _epoch_line(model: str, entry: dict[str, Any]) -> str:
+    line = f"{model} epoch {entry['epoch']}: train loss {entry['train_loss']:.3f}"
+    if entry.get("samples"):
+        line += (
+            f" | val loss {entry['loss']:.3f}, top-1 {entry['top1']:.3f}, top-3 {entry['top3']:.3f}, "
+            f"DBA {entry['dba']:.3f}, distance {entry['distance']:.2f} beams"
+        )
+    return line
+
+
+def train(
+    store: str | Path,
+    config: TrainConfig | Mapping[str, Any],
+    checkpoint_dir: str | Path,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train and return the checkpoint folder; `time_budget_s` overrides the config's budget."""
+    config = train_config(config)
+    if time_budget_s is not None:
+        config = replace(config, time_budget_s=float(time_budget_s))
+    return fit(store, config, checkpoint_dir, progress).checkpoint
+
+
+def settings_key(store: str | Path, config: TrainConfig) -> str:
+    """A short hash of the training settings (budget aside) and the data's identity."""
+    settings = train_config_json(replace(config, time_budget_s=0.0))
+    blob = json.dumps({"settings": settings, "store": _store_identity(Path(store))}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def train_or_load(
+    store: str | Path,
+    config: TrainConfig | Mapping[str, Any],
+    checkpoint_root: str | Path,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """The checkpoint of these settings on this store: reused from `checkpoint_root/<model>-<hash>`
+    when it exists and loads, otherwise trained there (within `time_budget_s`)."""
+    config = train_config(config)
+    folder = Path(checkpoint_root) / f"{config.model}-{settings_key(store, config)}"
+    try:
+        read_config(folder)
+        load_checkpoint(folder)
+        return folder
+    except CheckpointError:
+        return train(store, config, folder, time_budget_s, progress)
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+
+def _config_from_hydra(cfg: Any) -> TrainConfig:
+    from omegaconf import OmegaConf
+
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    train_section = OmegaConf.to_container(cfg.train, resolve=True)
+    options = {k: v for k, v in (model.get("options") or {}).items() if v is not None}  # null: default
+    return train_config(
+        {
+            **train_section,
+            "model": model.get("name"),
+            "options": options,
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "preprocess": OmegaConf.to_container(cfg.preprocess, resolve=True) or {},
+        },
+        command_line=True,
+    )
+
+
+def _describe(result: TrainResult) -> str:
+    m = result.metrics
+    lines = [f"stopped        {result.stopped} after {len(result.history)} epochs, {result.seconds:.1f} s"]
+    if not math.isnan(result.samples_per_s):
+        lines.append(f"throughput     {result.samples_per_s:.0f} training samples/s")
+    if m.get("samples"):
+        lines.append(
+            f"validation     top-1 {m['top1']:.3f}, top-3 {m['top3']:.3f}, DBA {m['dba']:.3f}, "
+            f"distance {m['distance']:.2f} beams ({m['samples']} windows)"
+        )
+    lines.append(f"checkpoint     {result.checkpoint}")
+    return "\n".join(lines)
+
+
+def task(cfg: Any) -> None:
+    from twin.cli import scenario_of
+    from twin.generation import generate
+
+    config = _config_from_hydra(cfg)
+    if cfg.get("store"):
+        store = Path(cfg.store)
+        if not store.is_file():
+            raise ConfigError(f"store = {str(store)!r}: file not found")
+        name = store.stem
+    elif cfg.get("replay") is not None:  # recorded data, converted into a store once (cached)
+        from omegaconf import OmegaConf
+
+        from twin.replay import replay_from_config
+        from twin.replay.config import replay_config_from
+
+        replay = replay_config_from(OmegaConf.to_container(cfg.replay, resolve=True), prefix="replay")
+        store = replay_from_config(replay, cfg.cache_dir)
+        name = f"{replay.kind}-{replay.scenario or Path(replay.path).name}"
+    else:
+        scenario = scenario_of(cfg)
+        store, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
+        if stats.frames:
+            print(stats.describe())
+        name = scenario.name
+    preset = config.options.get("preset")
+    folder = cfg.get("checkpoint_dir") or Path("outputs/checkpoints") / name / (
+        config.model + (f"-{preset}" if preset else "")
+    )
+    print(f"dataset        {store}")
+    result = fit(store, config, folder, progress=cfg.progress)
+    print(_describe(result))
+
+
+def _main() -> None:
+    from twin.cli import entry_point, run_task
+
+    entry_point(run_task(task))()
+
+
+if __name__ == "__main__":
+    _main()
