@@ -81,8 +81,12 @@ def preset_model(store: Path, preset: str) -> Any:
 
 
 def decision_latency(store: Path, policy: LearnedPolicy, frames: int) -> np.ndarray:
-    """act() wall times (s) of the first `frames` decisions of the store's first drives."""
+    """act() wall times (s) of the first `frames` decisions of the store's first drives (after one
+    untimed warm-up decision: the first call allocates the model's buffers)."""
     env = BeamSelectionEnv(store, modalities=sorted(policy.reads(load_drives(store).context.sensors)))
+    obs, _ = env.reset(options={"episode": 0, "fault_seed": 0})
+    policy.reset(env.context, np.random.default_rng(0))
+    policy.act(obs, env)
     times: list[float] = []
     episode = 0
     while len(times) < frames and episode < env.num_episodes:

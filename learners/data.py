@@ -37,7 +37,13 @@ import torch
 from torch.utils.data import Dataset
 
 from learners.geometry import Deployment, deployment_of
-from learners.preprocess import SENSOR_INPUTS, PreprocessConfig, Preprocessor, rsrp_normalised
+from learners.preprocess import (
+    SENSOR_INPUTS,
+    PreprocessConfig,
+    Preprocessor,
+    input_source,
+    rsrp_normalised,
+)
 from twin.drives import MODALITY_FIELD
 from twin.errors import ConfigError
 from twin.store import TwinStore
@@ -119,8 +125,7 @@ def load_frames(
         fields = set(store.modalities)
         ids = store.episode_ids
     preprocessor = Preprocessor(preprocess, deployment)
-    # model input → store field it is computed from (the environment reads the same fields)
-    sources = {n: MODALITY_FIELD[preprocessor.source(n)] for n in inputs if n in SENSOR_INPUTS}
+    sources = input_fields(inputs, preprocess)
     missing = [f"{n} (field {s!r})" for n, s in sources.items() if s not in fields]
     if missing:
         raise ConfigError(
@@ -147,6 +152,11 @@ def load_frames(
             )
     shapes = {name: preprocessor.shape(name) for name in sources}
     return FrameSet(str(path), deployment, drives, tuple(inputs), shapes)
+
+
+def input_fields(inputs: Sequence[str], preprocess: PreprocessConfig) -> dict[str, str]:
+    """Sensor input → the store field it is computed from (the environment reads the same fields)."""
+    return {n: MODALITY_FIELD[input_source(n, preprocess)] for n in inputs if n in SENSOR_INPUTS}
 
 
 class _SensorReader:

@@ -160,7 +160,7 @@ def _loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int) -
     )
 
 
-def _store_identity(path: Path) -> dict[str, Any]:
+def store_identity(path: Path) -> dict[str, Any]:
     """What identifies the training data: the twin's digests when present, else size and mtime."""
     with h5py.File(path, "r") as f:
         attrs = f.attrs
@@ -306,7 +306,7 @@ def fit(
         "history": history,
         "stopped": stopped,
         "samples_per_s": samples_per_s,
-        "store": {"path": str(store), **_store_identity(Path(store))},
+        "store": {"path": str(store), **store_identity(Path(store))},
         "split": {
             "train": [setup.frames.drives[i].id for i in setup.train_ids],
             "val": [setup.frames.drives[i].id for i in setup.val_ids],
@@ -365,7 +365,7 @@ def train(
 def settings_key(store: str | Path, config: TrainConfig) -> str:
     """A short hash of the training settings (budget aside) and the data's identity."""
     settings = train_config_json(replace(config, time_budget_s=0.0))
-    blob = json.dumps({"settings": settings, "store": _store_identity(Path(store))}, sort_keys=True)
+    blob = json.dumps({"settings": settings, "store": store_identity(Path(store))}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -207,12 +207,16 @@ def evaluate(
     config: EvaluationConfig,
     policy_names: Sequence[str],
     progress: bool = True,
+    drive_ids: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
 ) -> Evaluation:
+    """Every policy over the store's drives (or only `drive_ids`, e.g. those a learned policy never
+    trained on) under every condition and seed; `notes` go into the report."""
     start = time.perf_counter()
     replay = load_drives(store)
     context = replay.context
-    drives = replay.drives[: config.max_drives or None]
-    notes = [f"store {context.path}: {len(drives)} drives; truth from {context.truth} RSRP"]
+    drives = _chosen(replay.drives, drive_ids, context.path)[: config.max_drives or None]
+    notes = [*notes, f"store {context.path}: {len(drives)} drives; truth from {context.truth} RSRP"]
     if context.truth == "measured" or not any(d.paths is not None for d in drives):
         notes.append("no path table: injected blockage attenuates the measured RSRP of beams aimed at the UE")
     runners = _runners(context, store, config, policy_names, notes)
@@ -274,6 +278,18 @@ def evaluate(
     result.timeline = _timeline(runners, drives, scenario_faults, config)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _chosen(drives: list[Drive], ids: Sequence[str] | None, path: str | Path) -> list[Drive]:
+    if ids is None:
+        return drives
+    known = {d.id: d for d in drives}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"store {path}: no drives {unknown[:5]}; it has {', '.join(list(known)[:5])}, ...")
+    if not ids:
+        raise ConfigError(f"store {path}: no drives chosen for the evaluation")
+    return [known[i] for i in dict.fromkeys(ids)]
 
 
 _STATE: dict[str, Any] = {}  # what forked workers inherit: runners, drives, config

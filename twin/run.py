@@ -1,10 +1,12 @@
 """The main job: `python -m twin.run scenario=urban_street`.
 
 Generates (or loads the cached) twin dataset — or, with `replay=deepsense replay.path=...`, converts
-recorded data into the same schema — and summarises it, then runs every configured policy
-closed-loop over the drives under the scenario's faults and a small grid of fault levels, and writes
-the report (results.csv, results.json, summary.md, figures, 3D snapshot) into the run's folder. The
-faults of a replay come from the selected scenario (default urban_street).
+recorded data into the same schema — and summarises it, trains the learned models of `learned.train`
+on it within a time budget (learners.twin_run; checkpoints are reused), then runs every configured
+policy closed-loop under the scenario's faults and a small grid of fault levels, and writes the report
+(results.csv, results.json, summary.md, figures, 3D snapshot) into the run's folder. When a learned
+policy trained on this store, every policy is scored on the drives it never trained on. The faults of
+a replay come from the selected scenario (default urban_street).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from learners.policy import register_learned_policies
+from learners.twin_run import LearnedRunConfig, learned_run_config, prepare_learned
 from twin.cli import entry_point, run_task, scenario_of
 from twin.errors import ConfigError
 from twin.evaluate import evaluate, evaluation_from
@@ -45,13 +49,22 @@ def replay_options(cfg: DictConfig) -> ReplayConfig | None:
     return replay_config_from(OmegaConf.to_container(cfg.replay, resolve=True), prefix="replay")
 
 
+def learned_options(cfg: DictConfig) -> LearnedRunConfig:
+    """The `learned` section: which models to train before the evaluation, and how."""
+    if "learned" not in cfg:
+        return LearnedRunConfig(train=())
+    return learned_run_config(OmegaConf.to_container(cfg.learned, resolve=True))
+
+
 @run_task
 def task(cfg: DictConfig) -> None:
     scenario = scenario_of(cfg)
+    register_learned_policies()  # model names (beamtransfuser, gru, ...) are policy names too
     policies = policy_names(cfg)
     evaluation = evaluation_from(
         OmegaConf.to_container(cfg.evaluation, resolve=True) if "evaluation" in cfg else {}
     )
+    learned = learned_options(cfg)
     replay = replay_options(cfg)
     if replay is not None:
         path, name = (
@@ -70,7 +83,16 @@ def task(cfg: DictConfig) -> None:
     print(summary.format())
     print(f"plot           {figure}")
     if policies:
-        result = evaluate(path, scenario.faults, evaluation, policies, progress=cfg.progress)
+        plan = prepare_learned(path, learned, evaluation, policies, progress=cfg.progress)
+        result = evaluate(
+            path,
+            scenario.faults,
+            plan.evaluation,
+            plan.policies,
+            progress=cfg.progress,
+            drive_ids=plan.drive_ids,
+            notes=plan.notes,
+        )
         files = write_report(result, output_dir, name)
         print(format_table(result))
         print(f"report         {files['summary']} ({result.steps:,} steps in {result.seconds:.1f} s)")

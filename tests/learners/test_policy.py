@@ -165,3 +165,19 @@ def test_decisions_are_deterministic_given_the_observations(fuser: Path, tiny_st
     first = run_closed_loop(tiny_store, load_policy(fuser), episodes=["run00001-ue00"])
     second = run_closed_loop(tiny_store, load_policy(fuser), episodes=["run00001-ue00"])
     assert first.metrics == second.metrics
+
+
+def test_frames_seen_before_are_not_preprocessed_again(fuser: Path, tiny_store: Path) -> None:
+    policy = load_policy(fuser)
+    fresh = run_closed_loop(tiny_store, policy, episodes=["run00001-ue00"])
+    misses, hits = policy.memo.misses, policy.memo.hits  # hits: GPS fixes repeat between updates
+    assert 0 < misses <= 20 * len(policy.window.sensors)
+    again = run_closed_loop(tiny_store, policy, episodes=["run00001-ue00"])
+    assert policy.memo.misses == misses and policy.memo.hits == 2 * hits + misses  # all from the memo
+    assert again.metrics == fresh.metrics
+    # A memoised frame is exactly the preprocessed one, and read-only (windows share it).
+    name = policy.window.sensors[0]
+    raw = np.random.default_rng(0).random(BeamSelectionEnv(tiny_store).observation_space[name].shape)
+    raw = raw.astype(BeamSelectionEnv(tiny_store).observation_space[name].dtype)
+    np.testing.assert_array_equal(policy.memo(name, raw), policy.preprocessor.frame(name, raw))
+    assert not policy.memo(name, raw).flags.writeable and policy.memo.hits == 2 * hits + misses + 1

@@ -186,7 +186,7 @@ def test_multirun_sweeps_fault_levels(tiny_store: Path, tmp_path: Path) -> None:
         "progress=false", "scenario.faults.blockage.rate_per_s=0,2", "evaluation.seeds=[0]",
         "evaluation.blockage_rates_per_s=[]", "evaluation.dropout_probabilities=[]",
         "evaluation.snapshot=false", "evaluation.plots=false", "policies=[genie,tracking]",
-        f"hydra.sweep.dir={tmp_path}",
+        "learned.train=[]", f"hydra.sweep.dir={tmp_path}",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -128,8 +128,8 @@ def test_random_is_reproducible_by_seed(store: Path) -> None:
 
 def test_unknown_policies_and_bad_options_are_one_line_errors() -> None:
     with pytest.raises(ConfigError) as info:
-        make_policy("beamtransfuser", key="policies[2]")
-    assert str(info.value).startswith("policies[2] = 'beamtransfuser': unknown policy; available: genie, ")
+        make_policy("resnet", key="policies[2]")
+    assert str(info.value).startswith("policies[2] = 'resnet': unknown policy; available: genie, ")
     with pytest.raises(
         ConfigError, match=r"evaluation.policy_options.tracking.width = 0: expected a value in \[1, "
     ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from tests.conftest import REPO
 def test_main_job_generates_and_summarises(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "twin.run", "scenario=tiny", f"cache_dir={tmp_path / 'cache'}",
-        f"hydra.run.dir={tmp_path / 'run'}", "progress=false",
+        f"hydra.run.dir={tmp_path / 'run'}", f"learned.checkpoint_dir={tmp_path / 'checkpoints'}",
+        "progress=false",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -23,9 +25,16 @@ def test_main_job_generates_and_summarises(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "dataset_summary.png").stat().st_size > 10_000
     stores = list((tmp_path / "cache").glob("tiny-*.h5"))
     assert len(stores) == 1 and str(stores[0]) in out
-    # Second run: loaded from the cache, nothing traced.
+    # BeamTransFuser (tiny preset) trained first, then scored beside the classical policies on the
+    # drives of the run it never trained on (the tiny scenario: 2 runs of 2 drives).
+    assert f"training       beamtransfuser on {stores[0]}" in out and "beamtransfuser epoch 1:" in out
+    document = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert {"beamtransfuser", "genie", "gps"} <= {row["policy"] for row in document["rows"]}
+    assert len(document["drives"]) == 2 and all(row["drives"] == 2 for row in document["rows"])
+    assert any("never trained on" in note for note in document["notes"])
+    # Second run: data and checkpoint from the caches, nothing traced or trained.
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert again.returncode == 0 and "traced" not in again.stdout
+    assert again.returncode == 0 and "traced" not in again.stdout and "epoch" not in again.stdout
 
 
 def test_main_job_replays_real_deepsense_sweeps(tmp_path: Path) -> None:

@@ -1,0 +1,154 @@
+"""What the main job (`python -m twin.run`) asks of the learners.
+
+Before the closed-loop evaluation, every model in `learned.train` is trained on the store within
+`learned.time_budget_s` (or its checkpoint reused: same settings, same data) and joins the policies
+with its checkpoint. A checkpoint configured by hand (`evaluation.policy_options.<model>.checkpoint`)
+joins the same way. Whenever a learned policy was trained on this very store, every policy is scored
+on the drives it held out for validation only, so no number in the report comes from a drive a model
+learned from (all policies on the same drives keeps the comparison paired).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learners.checkpoint import read_config
+from learners.data import input_fields
+from learners.models import MODELS, import_models, model_class, model_options
+from learners.policy import register_learned_policies
+from learners.preprocess import preprocess_config
+from learners.train import TrainConfig, store_identity, train_config, train_or_load
+from twin.errors import ConfigError
+from twin.evaluate import EvaluationConfig
+from twin.store import TwinStore
+from twin.validation import at_least, build, spec
+
+
+@dataclass(frozen=True)
+class LearnedRunConfig:
+    train: tuple[str, ...] = spec(("beamtransfuser",))  # models trained before the evaluation
+    time_budget_s: float = spec(120.0, check=at_least(1))  # training seconds per model
+    checkpoint_dir: str = spec("outputs/checkpoints")
+    settings: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for every model
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: its options
+
+
+def learned_run_config(data: Mapping[str, Any] | None, prefix: str = "learned") -> LearnedRunConfig:
+    """Validate the `learned` section, including each model's training settings (before any tracing)."""
+    data = dict(data or {})
+    settings = dict(data.pop("settings", None) or {})
+    options = {k: dict(v or {}) for k, v in (data.pop("options", None) or {}).items()}
+    config = build(LearnedRunConfig, data, prefix)
+    import_models()
+    for i, name in enumerate(config.train):
+        if name not in MODELS:
+            available = ", ".join(MODELS)
+            raise ConfigError(f"{prefix}.train[{i}] = {name!r}: unknown model; available: {available}")
+    for name in options:
+        if name not in config.train:
+            trained = ", ".join(config.train) or "none"
+            raise ConfigError(f"{prefix}.options.{name}: not a model in {prefix}.train ({trained})")
+    config = dataclasses.replace(config, settings=settings, options=options)
+    for name in config.train:
+        model_options(name, options.get(name), prefix=f"{prefix}.options.{name}")
+        train_config({**settings, "model": name}, prefix=f"{prefix}.settings")
+    return config
+
+
+def _settings(config: LearnedRunConfig, name: str) -> dict[str, Any]:
+    return {**config.settings, "model": name, "options": config.options.get(name, {})}
+
+
+@dataclass
+class LearnedPlan:
+    """Policies, evaluation options (checkpoints attached) and drives the evaluation runs with."""
+
+    policies: list[str]
+    evaluation: EvaluationConfig
+    drive_ids: list[str] | None  # None: every drive of the store
+    notes: list[str]
+
+
+def prepare_learned(
+    store: str | Path,
+    config: LearnedRunConfig,
+    evaluation: EvaluationConfig,
+    policies: Sequence[str],
+    progress: bool = True,
+) -> LearnedPlan:
+    """Train (or reuse) the configured models, attach their checkpoints, choose the drives."""
+    register_learned_policies()
+    store = Path(store)
+    options = {k: dict(v) for k, v in evaluation.policy_options.items()}
+    names = list(policies)
+    notes: list[str] = []
+    root = Path(config.checkpoint_dir) / store.stem
+    for name in config.train:
+        settings = train_config(_settings(config, name))
+        missing = missing_fields(store, settings)
+        if missing:
+            notes.append(f"{name} not trained: the store has no {', '.join(missing)}")
+            print(f"skipped        {notes[-1]}")
+            continue
+        print(f"training       {name} on {store} (at most {config.time_budget_s:.0f} s)")
+        folder = train_or_load(store, settings, root, config.time_budget_s, progress)
+        metrics = read_config(folder).get("metrics", {})
+        if metrics.get("samples"):
+            print(
+                f"checkpoint     {folder}: validation top-1 {metrics['top1']:.3f}, top-3 "
+                f"{metrics['top3']:.3f}, DBA {metrics['dba']:.3f}"
+            )
+        options.setdefault(name, {})["checkpoint"] = str(folder)
+        if name not in names:
+            names.append(name)
+    evaluation = dataclasses.replace(evaluation, policy_options=options)
+    drive_ids = held_out_drives(store, names, options, notes)
+    return LearnedPlan(names, evaluation, drive_ids, notes)
+
+
+def missing_fields(store: Path, settings: TrainConfig) -> list[str]:
+    """The store fields a model's sensor inputs need that the store lacks."""
+    cls = model_class(settings.model)
+    options = model_options(settings.model, settings.options)
+    preprocess = preprocess_config({**cls.preprocess_defaults(options), **settings.preprocess})
+    with TwinStore(store) as opened:
+        fields = set(opened.modalities)
+    needed = input_fields(cls.inputs_of(options), preprocess)
+    return [f"{field!r} ({name})" for name, field in needed.items() if field not in fields]
+
+
+def held_out_drives(
+    store: Path, policies: Sequence[str], options: Mapping[str, Mapping[str, Any]], notes: list[str]
+) -> list[str] | None:
+    """The store's drives none of the policies' checkpoints trained on (None: no checkpoint trained
+    on this store). Notes say what was chosen and why."""
+    identity = store_identity(store)
+    trained: dict[str, set[str]] = {}
+    for name in policies:
+        checkpoint = options.get(name, {}).get("checkpoint")
+        if name not in MODELS or not checkpoint:
+            continue
+        meta = read_config(checkpoint)
+        origin = {k: v for k, v in (meta.get("store") or {}).items() if k != "path"}
+        if origin == identity:
+            split = meta.get("split") or {}
+            trained[name] = set(split.get("train") or [])
+    if not trained:
+        return None
+    with TwinStore(store) as opened:
+        ids = list(opened.episode_ids)
+    seen = set().union(*trained.values())
+    held_out = [i for i in ids if i not in seen]
+    models = ", ".join(trained)
+    if not held_out:
+        notes.append(
+            f"every drive trained {models}: all policies scored on training drives (optimistic for the "
+            "learned ones; more drives or data.val_fraction > 0 give held-out drives)"
+        )
+        return None
+    notes.append(f"all policies scored on the {len(held_out)} of {len(ids)} drives {models} never trained on")
+    return held_out
