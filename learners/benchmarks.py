@@ -87,6 +87,8 @@ def decision_latency(store: Path, policy: LearnedPolicy, frames: int) -> np.ndar
     obs, _ = env.reset(options={"episode": 0, "fault_seed": 0})
     policy.reset(env.context, np.random.default_rng(0))
     policy.act(obs, env)
+    policy.memo.capacity = 0  # every frame preprocessed afresh, as a deployed model sees it
+    policy.memo.entries.clear()
     times: list[float] = []
     episode = 0
     while len(times) < frames and episode < env.num_episodes:

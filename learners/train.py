@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from learners.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from learners.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_config, load_frames
 from learners.losses import focal_loss
 from learners.metrics import evaluate_offline
@@ -379,13 +379,24 @@ def train_or_load(
     """The checkpoint of these settings on this store: reused from `checkpoint_root/<model>-<hash>`
     when it exists and loads, otherwise trained there (within `time_budget_s`)."""
     config = train_config(config)
-    folder = Path(checkpoint_root) / f"{config.model}-{settings_key(store, config)}"
-    try:
-        read_config(folder)
-        load_checkpoint(folder)
+    folder = checkpoint_folder(store, config, checkpoint_root)
+    if checkpoint_exists(store, config, checkpoint_root):
         return folder
+    return train(store, config, folder, time_budget_s, progress)
+
+
+def checkpoint_folder(store: str | Path, config: TrainConfig, checkpoint_root: str | Path) -> Path:
+    """Where train_or_load keeps the checkpoint of these settings on this store."""
+    return Path(checkpoint_root) / f"{config.model}-{settings_key(store, config)}"
+
+
+def checkpoint_exists(store: str | Path, config: TrainConfig, checkpoint_root: str | Path) -> bool:
+    """Whether train_or_load would reuse a checkpoint (one that loads) instead of training."""
+    try:
+        load_checkpoint(checkpoint_folder(store, config, checkpoint_root))
     except CheckpointError:
-        return train(store, config, folder, time_budget_s, progress)
+        return False
+    return True
 
 
 # --- command line -----------------------------------------------------------------------------------

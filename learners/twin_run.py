@@ -21,7 +21,7 @@ from learners.data import input_fields
 from learners.models import MODELS, import_models, model_class, model_options
 from learners.policy import register_learned_policies
 from learners.preprocess import preprocess_config
-from learners.train import TrainConfig, store_identity, train_config, train_or_load
+from learners.train import TrainConfig, checkpoint_exists, store_identity, train_config, train_or_load
 from twin.errors import ConfigError
 from twin.evaluate import EvaluationConfig
 from twin.store import TwinStore
@@ -94,7 +94,10 @@ def prepare_learned(
             notes.append(f"{name} not trained: the store has no {', '.join(missing)}")
             print(f"skipped        {notes[-1]}")
             continue
-        print(f"training       {name} on {store} (at most {config.time_budget_s:.0f} s)")
+        if checkpoint_exists(store, settings, root):
+            print(f"reusing        {name} trained with these settings on {store}")
+        else:
+            print(f"training       {name} on {store} (at most {config.time_budget_s:.0f} s)")
         folder = train_or_load(store, settings, root, config.time_budget_s, progress)
         metrics = read_config(folder).get("metrics", {})
         if metrics.get("samples"):

@@ -24,11 +24,12 @@ def split_of(checkpoint: str | Path) -> dict[str, list[str]]:
 
 
 def test_trained_models_join_the_policies_and_all_are_scored_on_held_out_drives(
-    tiny: ScenarioConfig, tiny_store: Path, tmp_path: Path
+    tiny: ScenarioConfig, tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = learned_run_config({**QUICK, "train": ["mlp", "gru"], "checkpoint_dir": str(tmp_path)})
     plan = prepare_learned(tiny_store, config, evaluation_from(GRID), ["genie", "gps"], progress=False)
     assert plan.policies == ["genie", "gps", "mlp", "gru"]
+    assert f"training       gru on {tiny_store} (at most 60 s)" in capsys.readouterr().out
     checkpoints = {n: plan.evaluation.policy_options[n]["checkpoint"] for n in ("mlp", "gru")}
     assert all(Path(c).parent.parent == tmp_path for c in checkpoints.values())
     trained = set().union(*(split_of(c)["train"] for c in checkpoints.values()))
@@ -49,6 +50,8 @@ def test_trained_models_join_the_policies_and_all_are_scored_on_held_out_drives(
     # The same settings on the same data: the checkpoints are reused, not retrained.
     stamps = {n: (Path(c) / "model.safetensors").stat().st_mtime_ns for n, c in checkpoints.items()}
     again = prepare_learned(tiny_store, config, evaluation_from(GRID), ["genie"], progress=False)
+    out = capsys.readouterr().out
+    assert "reusing        gru trained with these settings" in out and "training " not in out
     for name, checkpoint in checkpoints.items():
         assert again.evaluation.policy_options[name]["checkpoint"] == checkpoint
         assert (Path(checkpoint) / "model.safetensors").stat().st_mtime_ns == stamps[name]
