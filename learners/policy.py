@@ -84,12 +84,12 @@ class HistoryWindow:
         model: BeamPredictor,
         preprocessor: Preprocessor,
         noise_power_dbm: float,
-        memo: FrameMemo | None = None,
+        memo: FrameMemo,
     ):
         context = model.context
         self.model = model
         self.preprocessor = preprocessor
-        self.memo = memo or FrameMemo(preprocessor, capacity=0)
+        self.memo = memo
         self.noise_power_dbm = noise_power_dbm
         self.sensors = [n for n in model.inputs if n != RF_INPUT]
         self.rf = RF_INPUT in model.inputs

@@ -40,7 +40,7 @@ from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_co
 from learners.losses import focal_loss
 from learners.metrics import evaluate_offline
 from learners.models import BeamPredictor, ModelContext, model_class, model_options
-from learners.preprocess import preprocess_config
+from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError
 from twin.validation import at_least, between, build, one_of, spec, to_dict
 
@@ -184,13 +184,22 @@ class _Setup:
     frozen: list[nn.Module]
 
 
-def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _Setup:
-    """Data (preprocessed for the model's inputs), split, model, initial weights and frozen parts."""
+def model_inputs(
+    config: TrainConfig,
+) -> tuple[type[BeamPredictor], Any, PreprocessConfig, tuple[str, ...]]:
+    """The model class, its validated options, its preprocessing (preset defaults under the
+    config's overrides) and the inputs it reads."""
     cls = model_class(config.model, key="train.model")
     options = model_options(config.model, config.options, prefix="train.options")
     defaults = cls.preprocess_defaults(options)
     preprocess = preprocess_config({**defaults, **config.preprocess}, "train.preprocess")
-    inputs, data = cls.inputs_of(options), config.data
+    return cls, options, preprocess, cls.inputs_of(options)
+
+
+def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _Setup:
+    """Data (preprocessed for the model's inputs), split, model, initial weights and frozen parts."""
+    cls, options, preprocess, inputs = model_inputs(config)
+    data = config.data
     if frames is None or frames.inputs != inputs:
         frames = load_frames(store, inputs, preprocess, data.label)
     train_ids, val_ids = frames.split(data, config.seed)

@@ -11,6 +11,7 @@ learned from (all policies on the same drives keeps the comparison paired).
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,17 @@ from typing import Any
 
 from learners.checkpoint import read_config
 from learners.data import input_fields
-from learners.models import MODELS, import_models, model_class, model_options
+from learners.models import MODELS, import_models, model_options
 from learners.policy import register_learned_policies
-from learners.preprocess import preprocess_config
-from learners.train import TrainConfig, checkpoint_exists, store_identity, train_config, train_or_load
+from learners.train import (
+    TrainConfig,
+    checkpoint_exists,
+    checkpoint_folder,
+    model_inputs,
+    store_identity,
+    train,
+    train_config,
+)
 from twin.errors import ConfigError
 from twin.evaluate import EvaluationConfig
 from twin.store import TwinStore
@@ -94,11 +102,14 @@ def prepare_learned(
             notes.append(f"{name} not trained: the store has no {', '.join(missing)}")
             print(f"skipped        {notes[-1]}")
             continue
+        folder = checkpoint_folder(store, settings, root)
         if checkpoint_exists(store, settings, root):
             print(f"reusing        {name} trained with these settings on {store}")
         else:
             print(f"training       {name} on {store} (at most {config.time_budget_s:.0f} s)")
-        folder = train_or_load(store, settings, root, config.time_budget_s, progress)
+            start = time.perf_counter()
+            train(store, settings, folder, config.time_budget_s, progress)
+            print(f"trained        {name} in {time.perf_counter() - start:.1f} s")
         metrics = read_config(folder).get("metrics", {})
         if metrics.get("samples"):
             print(
@@ -115,12 +126,10 @@ def prepare_learned(
 
 def missing_fields(store: Path, settings: TrainConfig) -> list[str]:
     """The store fields a model's sensor inputs need that the store lacks."""
-    cls = model_class(settings.model)
-    options = model_options(settings.model, settings.options)
-    preprocess = preprocess_config({**cls.preprocess_defaults(options), **settings.preprocess})
+    _, _, preprocess, inputs = model_inputs(settings)
     with TwinStore(store) as opened:
         fields = set(opened.modalities)
-    needed = input_fields(cls.inputs_of(options), preprocess)
+    needed = input_fields(inputs, preprocess)
     return [f"{field!r} ({name})" for name, field in needed.items() if field not in fields]
 
 
