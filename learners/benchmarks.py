@@ -28,16 +28,16 @@ from learners.checkpoint import load_checkpoint
 from learners.closed_loop import run_closed_loop
 from learners.geometry import deployment_of
 from learners.losses import focal_loss
-from learners.models import ModelContext, build_model, model_class, model_options
+from learners.models.registry import ModelContext, build_model, model_class, model_options
 from learners.policy import LearnedPolicy, load_policy, policy_class
 from learners.preprocess import Preprocessor, preprocess_config
 from learners.train import fit
 from twin.cli import SCENARIO_DIR
-from twin.config import load_scenario
-from twin.drives import load_drives
-from twin.env import BeamSelectionEnv
-from twin.generation import generate
-from twin.policies import make_policy
+from twin.dataset.generation import generate
+from twin.loop.drives import load_drives
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.policies import make_policy
+from twin.scenario.config import load_scenario
 from twin.store import TwinStore
 
 BUDGET_MS = 40.0  # 5GAA TR P-170142, as cited by the BeamTransFuser paper
@@ -177,7 +177,7 @@ def scenario_with(name: str, overrides: list[str]) -> Any:
     """A scenario file with `key=value` overrides (dotted keys, YAML values), validated."""
     import yaml
 
-    from twin.config import scenario_from_dict, scenario_to_dict
+    from twin.scenario.config import scenario_from_dict, scenario_to_dict
 
     data = scenario_to_dict(load_scenario(SCENARIO_DIR / f"{name}.yaml"))
     for item in overrides:

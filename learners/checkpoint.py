@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from learners.data import DataConfig, data_config
 from learners.geometry import Deployment
-from learners.models import BeamPredictor, ModelContext, build_model, model_options, options_json
+from learners.models.registry import BeamPredictor, ModelContext, build_model, model_options, options_json
 from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError, TwinError
 

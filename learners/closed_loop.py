@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from twin.drives import load_drives
-from twin.env import BeamSelectionEnv
-from twin.faults import FaultsConfig
-from twin.metrics import METRIC_NAMES, FrameRecord, frame_metrics
-from twin.policies import Policy
+from twin.loop.drives import load_drives
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.faults import FaultsConfig
+from twin.loop.metrics import METRIC_NAMES, FrameRecord, frame_metrics
+from twin.loop.policies import Policy
 
 
 @dataclass

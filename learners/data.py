@@ -44,8 +44,8 @@ from learners.preprocess import (
     input_source,
     rsrp_normalised,
 )
-from twin.drives import MODALITY_FIELD
 from twin.errors import ConfigError
+from twin.loop.drives import MODALITY_FIELD
 from twin.store import TwinStore
 from twin.validation import between, build, one_of, spec, to_dict
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from learners.losses import focal_loss
-from learners.models import BeamPredictor
-from twin.metrics import dba, topk_hits
+from learners.models.registry import BeamPredictor
+from twin.loop.metrics import dba, topk_hits
 
 
 @torch.no_grad()

@@ -30,11 +30,11 @@ import torch
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config
 from learners.data import RF_INPUT
 from learners.geometry import deployment_of
-from learners.models import MODELS, BeamPredictor, ModelContext, import_models, model_class
+from learners.models.registry import MODELS, BeamPredictor, ModelContext, import_models, model_class
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
-from twin.drives import TwinContext
 from twin.errors import ConfigError
-from twin.policies import POLICIES, Decision, Link, Policy, mask_of, register_policy
+from twin.loop.drives import TwinContext
+from twin.loop.policies import POLICIES, Decision, Link, Policy, mask_of, register_policy
 from twin.store import TwinStore
 from twin.validation import between, spec
 

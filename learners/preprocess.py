@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from learners.geometry import Deployment
-from twin.config import RadarConfig
 from twin.errors import ConfigError
+from twin.scenario.config import RadarConfig
 from twin.sensors.radar import range_doppler_angle
 from twin.validation import at_least, between, build, each_between, one_of, spec, to_dict
 

@@ -39,7 +39,7 @@ from learners.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_config, load_frames
 from learners.losses import focal_loss
 from learners.metrics import evaluate_offline
-from learners.models import BeamPredictor, ModelContext, model_class, model_options
+from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError
 from twin.validation import at_least, between, build, one_of, spec, to_dict
@@ -445,7 +445,7 @@ def _describe(result: TrainResult) -> str:
 
 def task(cfg: Any) -> None:
     from twin.cli import scenario_of
-    from twin.generation import generate
+    from twin.dataset.generation import generate
 
     config = _config_from_hydra(cfg)
     if cfg.get("store"):

@@ -19,7 +19,7 @@ from typing import Any
 
 from learners.checkpoint import read_config
 from learners.data import input_fields
-from learners.models import MODELS, import_models, model_options
+from learners.models.registry import MODELS, import_models, model_options
 from learners.policy import register_learned_policies
 from learners.train import (
     TrainConfig,
@@ -31,7 +31,7 @@ from learners.train import (
     train_config,
 )
 from twin.errors import ConfigError
-from twin.evaluate import EvaluationConfig
+from twin.loop.evaluate import EvaluationConfig
 from twin.store import TwinStore
 from twin.validation import at_least, build, spec
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.config import ScenarioConfig, load_scenario
+from twin.scenario.config import ScenarioConfig, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 

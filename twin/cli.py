@@ -13,8 +13,8 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from twin.config import ScenarioConfig, scenario_from_dict, scenario_to_dict
 from twin.errors import ConfigError, TwinError
+from twin.scenario.config import ScenarioConfig, scenario_from_dict, scenario_to_dict
 from twin.validation import to_dict
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"

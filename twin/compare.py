@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.codebook import measure_rsrp_dbm, noise_power_dbm
 from twin.errors import ConfigError, TwinError
+from twin.radio.codebook import measure_rsrp_dbm, noise_power_dbm
 
 STATISTICS = {
     "spread_db": "best-to-worst spread [dB]",
@@ -439,8 +439,8 @@ def _twin_store(args: argparse.Namespace) -> Path:
     import yaml
 
     from twin.cli import SCENARIO_DIR
-    from twin.config import scenario_from_dict
-    from twin.generation import generate
+    from twin.dataset.generation import generate
+    from twin.scenario.config import scenario_from_dict
 
     file = SCENARIO_DIR / f"{args.scenario}.yaml"
     if not file.is_file():

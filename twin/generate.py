@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from twin.cli import entry_point, run_task, scenario_of
-from twin.generation import generate
+from twin.dataset.generation import generate
 
 
 @run_task

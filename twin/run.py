@@ -19,15 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from learners.policy import register_learned_policies
 from learners.twin_run import LearnedRunConfig, learned_run_config, prepare_learned
 from twin.cli import entry_point, run_task, scenario_of
+from twin.dataset.generation import generate
 from twin.errors import ConfigError
-from twin.evaluate import evaluate, evaluation_from
-from twin.generation import generate
-from twin.policies import make_policy
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.policies import make_policy
 from twin.replay import replay_from_config
 from twin.replay.config import ReplayConfig, replay_config_from
 from twin.report import format_table, write_report
+from twin.report.summary import plot_summary, summarize
 from twin.store import TwinStore
-from twin.summary import plot_summary, summarize
 
 
 def policy_names(cfg: DictConfig) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 from learners.data import DriveFrames, FrameSet
 from learners.geometry import Deployment
 from tests.conftest import replace
-from twin.config import ScenarioConfig
-from twin.generation import generate
+from twin.dataset.generation import generate
+from twin.scenario.config import ScenarioConfig
 
 
 @pytest.fixture(scope="session")

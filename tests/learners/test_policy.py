@@ -18,9 +18,9 @@ from learners.data import WindowDataset, load_frames
 from learners.policy import LearnedPolicy, load_policy
 from learners.train import fit
 from tests.conftest import REPO
-from twin.env import BeamSelectionEnv
 from twin.errors import ConfigError
-from twin.policies import POLICIES, make_policy
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.policies import POLICIES, make_policy
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +145,8 @@ def test_forked_evaluation_workers_run_the_model(fuser: Path, tiny_store: Path) 
     drops to one thread in the child (without it this run hangs)."""
     script = f"""
 import torch, learners.policy
-from twin.evaluate import evaluate, evaluation_from
-from twin.faults import FaultsConfig
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.faults import FaultsConfig
 torch.zeros(64, 64) @ torch.zeros(64, 64); torch.nn.Conv2d(3, 8, 3)(torch.zeros(4, 3, 32, 32))
 config = evaluation_from({{"seeds": list(range(8)), "conditions": ["clean"], "blockage_rates_per_s": [],
     "dropout_probabilities": [], "workers": 2, "bootstrap": 0, "plots": False, "snapshot": False,

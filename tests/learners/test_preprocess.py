@@ -23,9 +23,9 @@ from learners.preprocess import (
     radar_maps,
     rsrp_normalised,
 )
-from twin.codebook import UniformLinearArray
-from twin.config import GeodeticOrigin, RadarConfig
 from twin.errors import ConfigError
+from twin.radio.codebook import UniformLinearArray
+from twin.scenario.config import GeodeticOrigin, RadarConfig
 from twin.sensors.gps import geodetic_to_local, local_to_geodetic
 from twin.sensors.radar import SPEED_OF_LIGHT, carrier_hz
 

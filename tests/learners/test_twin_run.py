@@ -10,9 +10,9 @@ import pytest
 
 from learners.train import fit
 from learners.twin_run import learned_run_config, prepare_learned
-from twin.config import ScenarioConfig
 from twin.errors import ConfigError
-from twin.evaluate import evaluate, evaluation_from
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.scenario.config import ScenarioConfig
 from twin.store import TwinStore
 
 QUICK = {"time_budget_s": 60, "settings": {"epochs": 2, "batch_size": 16}}

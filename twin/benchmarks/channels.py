@@ -16,11 +16,11 @@ import tempfile
 import time
 
 from twin.cli import SCENARIO_DIR
-from twin.config import ScenarioConfig, load_scenario
-from twin.generation import generate
-from twin.rt_backend import sionna_rt
-from twin.scene import TwinScene, load_vehicle_models
-from twin.traffic import make_run, pool_sizes
+from twin.dataset.generation import generate
+from twin.scenario.config import ScenarioConfig, load_scenario
+from twin.trace.rt_backend import sionna_rt
+from twin.trace.scene import TwinScene, load_vehicle_models
+from twin.trace.traffic import make_run, pool_sizes
 
 
 def bare_solver_seconds(config: ScenarioConfig) -> float:

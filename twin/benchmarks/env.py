@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from twin.cli import SCENARIO_DIR
-from twin.config import load_scenario
-from twin.drives import load_drives
-from twin.env import BeamSelectionEnv
-from twin.evaluate import _Runner, evaluation_from, replay_drive
-from twin.generation import generate
-from twin.policies import POLICIES, make_policy
+from twin.dataset.generation import generate
+from twin.loop.drives import load_drives
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.evaluate import _Runner, evaluation_from, replay_drive
+from twin.loop.policies import POLICIES, make_policy
+from twin.scenario.config import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 

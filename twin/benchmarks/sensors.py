@@ -15,15 +15,15 @@ from pathlib import Path
 
 import h5py
 
-from twin.channel import ChannelTracer
 from twin.cli import SCENARIO_DIR
-from twin.config import load_scenario
-from twin.generation import generate
-from twin.scene import TwinScene, load_vehicle_models
-from twin.schema import SHARED_FIELDS
+from twin.dataset.generation import generate
+from twin.scenario.config import load_scenario
 from twin.sensors.base import FrameState
 from twin.sensors.registry import build_sensors
-from twin.traffic import make_run, pool_sizes
+from twin.store.schema import SHARED_FIELDS
+from twin.trace.channel import ChannelTracer
+from twin.trace.scene import TwinScene, load_vehicle_models
+from twin.trace.traffic import make_run, pool_sizes
 
 
 def stored_bytes(path: Path) -> tuple[dict[str, int], int, int]:

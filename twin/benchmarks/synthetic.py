@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm
-from twin.config import GeodeticOrigin
+from twin.radio.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm
+from twin.scenario.config import GeodeticOrigin
 from twin.store import Episode, write_store
 
 SPEED_OF_LIGHT = 299_792_458.0

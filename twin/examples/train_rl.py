@@ -18,9 +18,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import twin.env  # noqa: F401 - registers the environment ids
+import twin.loop.env  # noqa: F401 - registers the environment ids
 from twin.cli import SCENARIO_DIR
-from twin.drives import load_drives
+from twin.loop.drives import load_drives
 
 
 def make_env(store: str | Path, faults: object = None, episodes: list[int] | None = None) -> gym.Env:
@@ -86,8 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     store = args.store
     if store is None:
-        from twin.config import load_scenario
-        from twin.generation import generate
+        from twin.dataset.generation import generate
+        from twin.scenario.config import load_scenario
 
         store, _ = generate(load_scenario(SCENARIO_DIR / f"{args.scenario}.yaml"), args.cache_dir)
     model, env = train(store, args.algo, args.steps, args.seed)

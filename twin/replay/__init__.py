@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from twin.digest import source_digest
 from twin.replay.config import KINDS, SENSORS, ReplayConfig, replay_config_from
 from twin.replay.formats import BadFile, ReplayError, resolve
 from twin.replay.recording import Recording, write_recording
+from twin.store.digest import source_digest
 from twin.validation import to_dict
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
 # Modules whose behaviour shapes a converted store: editing one invalidates cached conversions.
 _SOURCES = (
     "replay/__init__.py", "replay/config.py", "replay/formats.py", "replay/recording.py",
-    "replay/deepsense.py", "replay/deepverse.py", "schema.py", "store.py", "codebook.py",
+    "replay/deepsense.py", "replay/deepverse.py", "store/schema.py", "store/hdf5.py", "radio/codebook.py",
 )  # fmt: skip
 
 

@@ -40,8 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.codebook import noise_power_dbm
-from twin.config import GeodeticOrigin
+from twin.radio.codebook import noise_power_dbm
 from twin.replay.config import ReplayConfig
 from twin.replay.formats import (
     BadFile,
@@ -68,6 +67,7 @@ from twin.replay.recording import (
     select,
     to_dbm,
 )
+from twin.scenario.config import GeodeticOrigin
 from twin.store import Episode
 from twin.validation import to_dict
 

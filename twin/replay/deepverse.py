@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from twin.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm, rsrp_noiseless_dbm
+from twin.radio.codebook import (
+    Codebook,
+    UniformLinearArray,
+    measure_rsrp_dbm,
+    noise_power_dbm,
+    rsrp_noiseless_dbm,
+)
 from twin.replay.config import ReplayConfig
 from twin.replay.formats import (
     BadFile,

@@ -12,9 +12,9 @@ from typing import Protocol
 
 import numpy as np
 
-from twin.scene import TwinScene
-from twin.schema import Field
-from twin.traffic import TrafficRun
+from twin.store.schema import Field
+from twin.trace.scene import TwinScene
+from twin.trace.traffic import TrafficRun
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.config import CameraConfig, ScenarioConfig
-from twin.scene import BUILDING, GROUND, TwinScene
-from twin.schema import FIELDS_BY_NAME
+from twin.scenario.config import CameraConfig, ScenarioConfig
 from twin.sensors.base import FrameState
 from twin.sensors.raycast import Hits, cast
+from twin.store.schema import FIELDS_BY_NAME
+from twin.trace.scene import BUILDING, GROUND, TwinScene
 
 _SUN = np.array([-0.45, -0.55, 0.70]) / np.linalg.norm([-0.45, -0.55, 0.70])
 _MATERIAL_RGB = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.config import GeodeticOrigin, GpsConfig
+from twin.scenario.config import GeodeticOrigin, GpsConfig
 
 WGS84_A = 6_378_137.0
 WGS84_E2 = 6.694_379_990_14e-3

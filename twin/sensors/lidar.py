@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.config import LidarConfig, ScenarioConfig
-from twin.scene import GROUND, TwinScene
-from twin.schema import FIELDS_BY_NAME
+from twin.scenario.config import LidarConfig, ScenarioConfig
 from twin.sensors.base import FrameState
 from twin.sensors.raycast import cast
+from twin.store.schema import FIELDS_BY_NAME
+from twin.trace.scene import GROUND, TwinScene
 
 # Diffuse reflectivity by what was hit (a return's intensity scales with it and the incidence).
 _REFLECTIVITY = {"concrete": 0.45, "glass": 0.08, "metal": 0.6, "wood": 0.35, "brick": 0.4, GROUND: 0.2}

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.codebook import BOLTZMANN_DBM_PER_HZ
-from twin.config import RadarConfig, ScenarioConfig
-from twin.geometry import Mesh, merge, segments_hit_boxes
-from twin.materials import valid_materials
-from twin.rt_backend import sionna_rt
-from twin.scene import TwinScene, building_boxes, ground_box
-from twin.schema import FIELDS_BY_NAME
+from twin.radio.codebook import BOLTZMANN_DBM_PER_HZ
+from twin.scenario.config import RadarConfig, ScenarioConfig
+from twin.scenario.materials import valid_materials
 from twin.sensors.base import FrameState
-from twin.traffic import TrafficRun
+from twin.store.schema import FIELDS_BY_NAME
+from twin.trace.geometry import Mesh, merge, segments_hit_boxes
+from twin.trace.rt_backend import sionna_rt
+from twin.trace.scene import TwinScene, building_boxes, ground_box
+from twin.trace.traffic import TrafficRun
 
 SPEED_OF_LIGHT = 299_792_458.0
 VEHICLE_TARGET = "vehicle-multi-sp"  # TR 38.901 Table 7.9.2.1-5: five points per vehicle

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.scene import BUILDING, GROUND, TwinScene
-from twin.traffic import TrafficRun
+from twin.trace.scene import BUILDING, GROUND, TwinScene
+from twin.trace.traffic import TrafficRun
 
 MISS, GROUND_LABEL, BUILDING_LABEL = -3, -1, -2
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from twin.config import ScenarioConfig
-from twin.scene import TwinScene
+from twin.scenario.config import ScenarioConfig
 from twin.sensors.base import Sensor
+from twin.trace.scene import TwinScene
 
 
 def build_sensors(config: ScenarioConfig, twin: TwinScene) -> list[Sensor]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from twin.config import GeodeticOrigin
+from twin.scenario.config import GeodeticOrigin
 from twin.sensors.gps import local_to_geodetic
 
 BEAMS = 64

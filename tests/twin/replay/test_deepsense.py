@@ -23,8 +23,8 @@ from tests.twin.replay.conftest import (
     write_power,
     write_scenario_csv,
 )
-from twin.env import BeamSelectionEnv
 from twin.errors import ConfigError
+from twin.loop.env import BeamSelectionEnv
 from twin.replay import ReplayError, replay_config_from, replay_store
 from twin.store import TwinStore
 

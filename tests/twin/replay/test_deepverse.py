@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from tests.twin.replay.conftest import write_jpg, write_ply
-from twin.codebook import Codebook, UniformLinearArray
-from twin.env import BeamSelectionEnv
+from twin.loop.env import BeamSelectionEnv
+from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.replay import ReplayError, replay_store
 from twin.store import TwinStore
 

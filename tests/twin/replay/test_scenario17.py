@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.twin.replay.conftest import SHARED_DEEPSENSE
-from twin.evaluate import evaluate, evaluation_from
-from twin.faults import faults_from
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.faults import faults_from
 from twin.replay import replay_store
 from twin.store import TwinStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.traffic import TrafficRun, Vehicle
+from twin.trace.traffic import TrafficRun, Vehicle
 
 CAR = (4.5, 1.8, 1.45)
 

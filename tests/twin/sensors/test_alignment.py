@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import replace
-from twin.config import GeodeticOrigin, ScenarioConfig
-from twin.generation import generate
+from twin.dataset.generation import generate
+from twin.scenario.config import GeodeticOrigin, ScenarioConfig
 from twin.sensors.gps import geodetic_to_local
 from twin.store import TwinStore
 
@@ -71,11 +71,11 @@ def test_stored_sensor_frames_re_render_from_that_frames_traffic(
 ) -> None:
     """Render frame t again from the stored traffic of frame t: camera and radar come out identical,
     so they were made from that very scene state (not the frame before or after)."""
-    from twin.scene import TwinScene, load_vehicle_models
     from twin.sensors.base import FrameState
     from twin.sensors.camera import Camera
     from twin.sensors.radar import FmcwRadar
-    from twin.traffic import make_run, pool_sizes
+    from twin.trace.scene import TwinScene, load_vehicle_models
+    from twin.trace.traffic import make_run, pool_sizes
 
     cfg = replace(tiny, **{"sensors.lidar.channels": 16, "sensors.lidar.azimuth_steps": 256})
     sizes = {k: m.size_m for k, m in load_vehicle_models(cfg).items()}

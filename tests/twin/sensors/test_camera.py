@@ -7,10 +7,10 @@ import pytest
 
 from tests.conftest import replace
 from tests.twin.sensors.conftest import CAR, lone_car
-from twin.config import ScenarioConfig
-from twin.scene import TwinScene
+from twin.scenario.config import ScenarioConfig
 from twin.sensors.base import FrameState
 from twin.sensors.camera import Camera, pixel_rays, project
+from twin.trace.scene import TwinScene
 
 
 @pytest.fixture(scope="module")

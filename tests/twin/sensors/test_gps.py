@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.config import GeodeticOrigin, GpsConfig
+from twin.scenario.config import GeodeticOrigin, GpsConfig
 from twin.sensors.gps import fix_schedule, geodetic_to_local, gps_track, local_to_geodetic
 
 ORIGIN = GeodeticOrigin(latitude_deg=33.4193, longitude_deg=-111.9347, altitude_m=360.0, heading_deg=0.0)

@@ -7,11 +7,11 @@ import pytest
 
 from tests.conftest import replace
 from tests.twin.sensors.conftest import CAR, lone_car
-from twin.config import ScenarioConfig
-from twin.scene import TwinScene
+from twin.scenario.config import ScenarioConfig
 from twin.sensors.base import FrameState
 from twin.sensors.lidar import Lidar, beam_directions
 from twin.sensors.raycast import BUILDING_LABEL, GROUND_LABEL
+from twin.trace.scene import TwinScene
 
 
 @pytest.fixture(scope="module")

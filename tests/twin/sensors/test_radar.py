@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import replace
-from twin.config import ScenarioConfig
-from twin.scene import TwinScene, load_vehicle_models
+from twin.scenario.config import ScenarioConfig
 from twin.sensors.base import FrameState
 from twin.sensors.radar import FmcwRadar, noise_power_dbm, radar_figures, range_doppler_angle
-from twin.traffic import TrafficRun, Vehicle
+from twin.trace.scene import TwinScene, load_vehicle_models
+from twin.trace.traffic import TrafficRun, Vehicle
 
 FAR = 1e4  # parked far beyond the radar's maximum range
 
@@ -199,8 +199,8 @@ def test_vehicle_echoes_match_sionna_rcs_solver(open_street: ScenarioConfig, rad
     import mitsuba as mi
     from sionna.rt.rcs import RCSSolver, TR38901SensingTarget
 
-    from twin.rt_backend import sionna_rt
     from twin.sensors.radar import ANTENNA_PATTERN
+    from twin.trace.rt_backend import sionna_rt
 
     rt = sionna_rt()
     yaw, speed = 0.4, 10.0

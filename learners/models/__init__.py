@@ -1,0 +1,1 @@
+"""Beam predictors: the interface and registry (`registry`), and the built-in models."""

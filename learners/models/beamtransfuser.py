@@ -1,0 +1,341 @@
+"""BeamTransFuser (camera, LiDAR, radar and GPS fused by transformers at four scales), after the
+paper's §III and §V-B (see shared/papers/beamtransfuser-compression-modality-generation.txt):
+
+- branches: camera, LiDAR and radar each start with a 7×7 stride-2 convolution, batch norm, ReLU and
+  max pooling, then four residual stages (ResNet-34's block counts for the camera, ResNet-18's for
+  LiDAR and radar, written here; nothing pretrained); GPS is an MLP (here over the whole history
+  window, so it sees the motion too);
+- after each stage a fusion block average-pools every branch's feature map to a small grid, projects
+  the cells to the stage's embedding size, concatenates the tokens of all modalities (and frames)
+  with a learned position embedding, runs a shared multi-head self-attention encoder over them, and
+  adds the result back to each branch: upsampled to the map's size, a residual re-injection;
+- the last stage's features are pooled per modality and combined with learned softmax weights over
+  the modalities present; an MLP head maps them to F × K logits; training uses the focal loss.
+
+Masks: frames of a missing modality are excluded from attention (key padding) and from the
+aggregation, whose softmax is renormalised over the modalities present, so a dead sensor does not
+feed zeros into the decision. Presets: `tiny` trains in minutes on two CPU cores; `paper` has the
+paper's 64/128/256/512 embedding sizes, 4 heads, FFN ratio 4 and 8 layers per fusion block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learners.models.registry import BeamPredictor, ModelContext, Tensors, register_model
+from learners.preprocess import GPS_FEATURES
+from twin.errors import ConfigError
+from twin.validation import between, each_between, one_of, spec
+
+IMAGE_INPUTS = ("camera", "lidar", "radar")
+MODALITIES = (*IMAGE_INPUTS, "gps")
+STAGES = 4
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "channels": (16, 32, 64, 64),
+        "stem": 16,
+        "camera_blocks": (1, 1, 1, 1),
+        "sensor_blocks": (1, 1, 1, 1),
+        "layers": 1,
+        "heads": 4,
+        "ffn_ratio": 2,
+        "grid": (2, 2),
+        "frames": 2,
+        "head": (64, 32),
+        "gps_hidden": 32,
+        "dropout": 0.1,
+    },
+    "paper": {
+        "channels": (64, 128, 256, 512),
+        "stem": 64,
+        "camera_blocks": (3, 4, 6, 3),  # ResNet-34
+        "sensor_blocks": (2, 2, 2, 2),  # ResNet-18 (the paper's "ResNet16" has ResNet-18's size)
+        "layers": 8,
+        "heads": 4,
+        "ffn_ratio": 4,
+        "grid": (8, 8),
+        "frames": 1,  # the paper predicts from one sample
+        "head": (256, 128),  # 512 → 256 → 128 → K, eq. (10)
+        "gps_hidden": 128,
+        "dropout": 0.1,
+    },
+}
+
+PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"camera_size": (36, 64), "bev_size": (32, 64), "radar_size": (32, 32)},
+    "paper": {"camera_size": (256, 256), "bev_size": (256, 256), "radar_size": (256, 64)},
+}
+
+
+def _modalities(value: Any) -> str | None:
+    if value and len(set(value)) == len(value) and all(v in MODALITIES for v in value):
+        return None
+    return "a non-empty list of distinct names among " + ", ".join(MODALITIES)
+
+
+@dataclass(frozen=True)
+class BeamTransFuserOptions:
+    preset: str = spec("tiny", check=one_of(*PRESETS))
+    modalities: tuple[str, ...] = spec(MODALITIES, check=_modalities)
+    channels: tuple[int, int, int, int] = spec(PRESETS["tiny"]["channels"], check=each_between(1, 4096))
+    stem: int = spec(16, check=between(1, 4096))
+    camera_blocks: tuple[int, int, int, int] = spec((1, 1, 1, 1), check=each_between(1, 64))
+    sensor_blocks: tuple[int, int, int, int] = spec((1, 1, 1, 1), check=each_between(1, 64))
+    layers: int = spec(1, check=between(1, 64))  # transformer layers per fusion block
+    heads: int = spec(4, check=between(1, 64))
+    ffn_ratio: int = spec(2, check=between(1, 16))
+    grid: tuple[int, int] = spec((2, 2), check=each_between(1, 64))  # token grid per feature map
+    frames: int = spec(2, check=between(1, 64))  # latest history frames through the CNN branches
+    head: tuple[int, ...] = spec((64, 32), check=each_between(1, 8192))
+    gps_hidden: int = spec(32, check=between(1, 8192))
+    dropout: float = spec(0.1, check=between(0, 0.9))
+
+    def validate(self, prefix: str) -> None:
+        for i, width in enumerate(self.channels):
+            if width % self.heads:
+                raise ConfigError(
+                    f"{prefix}.channels[{i}] = {width}: expected a multiple of heads ({self.heads})"
+                )
+
+
+class BasicBlock(nn.Module):
+    """The ResNet basic block: two 3×3 convolutions with batch norm and an identity (or 1×1) shortcut."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(outputs)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(outputs)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or inputs != outputs:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ImageBranch(nn.Module):
+    """Encoder (7×7/2 conv, BN, ReLU, 3×3/2 max pool) and four residual stages, run stage by stage."""
+
+    def __init__(self, in_channels: int, stem: int, channels: tuple[int, ...], blocks: tuple[int, ...]):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        stages = []
+        width = stem
+        for i, (out, count) in enumerate(zip(channels, blocks)):
+            layers = [BasicBlock(width, out, 1 if i == 0 else 2)]
+            layers += [BasicBlock(out, out, 1) for _ in range(count - 1)]
+            stages.append(nn.Sequential(*layers))
+            width = out
+        self.stages = nn.ModuleList(stages)
+
+    def stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if index == 0:
+            x = self.encoder(x)
+        return self.stages[index](x)
+
+
+class FusionBlock(nn.Module):
+    """Shared self-attention over the concatenated tokens of every modality and frame."""
+
+    def __init__(
+        self,
+        dim: int,
+        channels: dict[str, int],
+        grids: dict[str, tuple[int, int]],
+        frames: int,
+        gps: bool,
+        options: BeamTransFuserOptions,
+    ):
+        super().__init__()
+        self.grids = grids
+        self.to_tokens = nn.ModuleDict(
+            {m: nn.Identity() if c == dim else nn.Linear(c, dim) for m, c in channels.items()}
+        )
+        self.from_tokens = nn.ModuleDict(
+            {m: nn.Identity() if c == dim else nn.Linear(dim, c) for m, c in channels.items()}
+        )
+        count = sum(frames * g[0] * g[1] for g in grids.values()) + int(gps)
+        self.position = nn.Parameter(torch.randn(1, count, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            dim, options.heads, dim * options.ffn_ratio, options.dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, options.layers, enable_nested_tensor=False)
+
+    def forward(
+        self,
+        maps: dict[str, torch.Tensor],
+        masks: dict[str, torch.Tensor],
+        gps: torch.Tensor | None,
+        gps_mask: torch.Tensor | None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """maps: (B, frames, C, h, w) per modality; gps: (B, dim). Returns both with the fused residual."""
+        tokens, ignore, sizes = [], [], []
+        for m, x in maps.items():
+            batch, frames, c, h, w = x.shape
+            gh, gw = self.grids[m]
+            pooled = F.adaptive_avg_pool2d(x.flatten(0, 1), (gh, gw))  # (B·frames, C, gh, gw)
+            cells = pooled.view(batch, frames, c, gh * gw).permute(0, 1, 3, 2).reshape(batch, -1, c)
+            tokens.append(self.to_tokens[m](cells))
+            ignore.append((~masks[m]).repeat_interleave(gh * gw, dim=1))
+            sizes.append(cells.shape[1])
+        if gps is not None:
+            tokens.append(gps.unsqueeze(1))
+            ignore.append(~gps_mask.unsqueeze(1))
+            sizes.append(1)
+        sequence = torch.cat(tokens, 1) + self.position
+        ignore_all = torch.cat(ignore, 1)
+        ignore_all = ignore_all & ~ignore_all.all(1, keepdim=True)  # nothing present: attend to all
+        fused = self.encoder(sequence, src_key_padding_mask=ignore_all)
+        parts = fused.split(sizes, 1)
+        out = {}
+        for (m, x), part in zip(maps.items(), parts):
+            batch, frames, c, h, w = x.shape
+            gh, gw = self.grids[m]
+            delta = self.from_tokens[m](part).reshape(batch * frames, gh, gw, c).permute(0, 3, 1, 2)
+            delta = F.interpolate(delta, size=(h, w), mode="bilinear", align_corners=False)
+            out[m] = x + delta.view(batch, frames, c, h, w)
+        new_gps = gps + parts[-1][:, 0] if gps is not None else None
+        return out, new_gps
+
+
+@register_model
+class BeamTransFuser(BeamPredictor):
+    kind = "beamtransfuser"
+    Options = BeamTransFuserOptions
+    IN_CHANNELS: ClassVar[dict[str, int]] = {"camera": 3, "lidar": 1, "radar": 2}
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """A preset's values under the explicitly given ones."""
+        preset = options.get("preset", "tiny")
+        if preset not in PRESETS:
+            raise ConfigError(f"model.options.preset = {preset!r}: expected one of {', '.join(PRESETS)}")
+        return {**PRESETS[preset], **options}
+
+    @classmethod
+    def preprocess_defaults(cls, options: BeamTransFuserOptions) -> dict[str, Any]:
+        return dict(PREPROCESS_PRESETS[options.preset])
+
+    @classmethod
+    def inputs_of(cls, options: Any) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in options.modalities)
+
+    def __init__(self, options: BeamTransFuserOptions, context: ModelContext):
+        super().__init__(options, context)
+        self.images = [m for m in IMAGE_INPUTS if m in options.modalities]
+        self.use_gps = "gps" in options.modalities
+        self.frames = min(options.frames, context.history)
+        channels = options.channels
+        self.branches = nn.ModuleDict(
+            {
+                m: ImageBranch(
+                    self.IN_CHANNELS[m],
+                    options.stem,
+                    channels,
+                    options.camera_blocks if m == "camera" else options.sensor_blocks,
+                )
+                for m in self.images
+            }
+        )
+        if self.use_gps:
+            self.gps_encoder = nn.Sequential(
+                nn.Linear(context.history * (GPS_FEATURES + 1), options.gps_hidden),
+                nn.ReLU(),
+                nn.Linear(options.gps_hidden, channels[0]),
+            )
+            self.gps_stages = nn.ModuleList(
+                [nn.Sequential(nn.Linear(channels[i - 1], channels[i]), nn.ReLU()) for i in range(1, STAGES)]
+            )
+        sizes = self._map_sizes(context)
+        self.fusion = nn.ModuleList(
+            [
+                FusionBlock(
+                    channels[s],
+                    {m: channels[s] for m in self.images},
+                    {
+                        m: (min(options.grid[0], sizes[m][s][0]), min(options.grid[1], sizes[m][s][1]))
+                        for m in self.images
+                    },
+                    self.frames,
+                    self.use_gps,
+                    options,
+                )
+                for s in range(STAGES)
+            ]
+        )
+        self.modality_weights = nn.Parameter(torch.zeros(len(self.images) + int(self.use_gps)))
+        layers: list[nn.Module] = []
+        width = channels[-1]
+        for hidden in options.head:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, context.future * context.num_beams))
+        self.head = nn.Sequential(*layers)
+
+    def _map_sizes(self, context: ModelContext) -> dict[str, list[tuple[int, int]]]:
+        """Feature-map size after each stage, per image branch (from a dry run on one frame)."""
+        sizes = {}
+        with torch.no_grad():
+            for m in self.images:
+                x = torch.zeros(1, *context.shapes[m])
+                sizes[m] = []
+                branch = self.branches[m].eval()
+                for s in range(STAGES):
+                    x = branch.stage(s, x)
+                    sizes[m].append(tuple(x.shape[-2:]))
+                branch.train()
+        return sizes
+
+    def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
+        fr = self.frames
+        maps, frame_masks = {}, {}
+        for m in self.images:
+            x = inputs[m][:, -fr:]
+            frame_masks[m] = masks[m][:, -fr:]
+            maps[m] = x * frame_masks[m].view(*frame_masks[m].shape, 1, 1, 1)
+        batch = next(iter(masks.values())).shape[0]
+        gps = gps_mask = None
+        if self.use_gps:
+            gps_frames = masks["gps"].float().unsqueeze(-1)
+            gps = self.gps_encoder(torch.cat([inputs["gps"] * gps_frames, gps_frames], -1).flatten(1))
+            gps_mask = masks["gps"].any(1)
+        for s in range(STAGES):
+            for m in self.images:
+                x = maps[m]
+                y = self.branches[m].stage(s, x.flatten(0, 1))
+                maps[m] = y.view(batch, fr, *y.shape[1:])
+            if gps is not None and s > 0:
+                gps = self.gps_stages[s - 1](gps)
+            maps, gps = self.fusion[s](maps, frame_masks, gps, gps_mask)
+        features, present = [], []
+        for m in self.images:
+            mask = frame_masks[m].float()
+            pooled = maps[m].mean(dim=(-2, -1))  # (B, frames, C)
+            features.append((pooled * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1))
+            present.append(frame_masks[m].any(1))
+        if gps is not None:
+            features.append(gps)
+            present.append(gps_mask)
+        stacked = torch.stack(features, 1)  # (B, M, C)
+        available = torch.stack(present, 1)
+        available = available | ~available.any(1, keepdim=True)  # nothing present: weigh all equally
+        scores = self.modality_weights.expand_as(available).masked_fill(~available, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        fused = (weights.unsqueeze(-1) * stacked).sum(1)
+        return self.head(fused).view(-1, self.context.future, self.context.num_beams)

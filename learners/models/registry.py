@@ -1,0 +1,107 @@
+"""The interface every beam predictor implements, and the registry that builds one by name.
+
+A predictor maps a batch of input windows (see learners.data) to beam logits (B, F, K): one row of K
+scores per target frame. It declares the inputs it reads, so the pipeline preprocesses only those
+and the policy adapter observes only those. Options are a frozen dataclass per model, validated
+with one-line errors (`model.options.<key> = value: expected ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from learners.geometry import Deployment
+from learners.preprocess import PreprocessConfig
+from twin.errors import ConfigError
+from twin.validation import build, to_dict
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a model's shape depends on: the data it reads and the deployment it serves."""
+
+    num_beams: int
+    history: int
+    future: int
+    shapes: dict[str, tuple[int, ...]]  # per sensor input, one frame
+    deployment: Deployment
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+class BeamPredictor(nn.Module):
+    """Base class: `forward(inputs, masks)` → (B, F, K) logits."""
+
+    kind: ClassVar[str] = ""
+    Options: ClassVar[type] = object
+    needs_training: ClassVar[bool] = True  # False: usable straight from the store's deployment
+
+    def __init__(self, options: Any, context: ModelContext):
+        super().__init__()
+        self.options = options
+        self.context = context
+
+    @classmethod
+    def inputs_of(cls, options: Any) -> tuple[str, ...]:
+        """The model inputs (learners.data.INPUTS) this configuration reads."""
+        raise NotImplementedError
+
+    @classmethod
+    def preprocess_defaults(cls, options: Any) -> dict[str, Any]:
+        """Preprocessing settings this configuration expects unless the user overrides them."""
+        return {}
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.inputs_of(self.options)
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
+        raise NotImplementedError
+
+
+MODELS: dict[str, type[BeamPredictor]] = {}
+
+
+def register_model(cls: type[BeamPredictor]) -> type[BeamPredictor]:
+    MODELS[cls.kind] = cls
+    return cls
+
+
+def import_models() -> None:
+    """Import the model modules, which register themselves (they import this module, not vice versa)."""
+    from learners.models import baselines, beamtransfuser  # noqa: F401
+
+
+def model_class(kind: str, key: str = "model.name") -> type[BeamPredictor]:
+    import_models()
+    if kind not in MODELS:
+        raise ConfigError(f"{key} = {kind!r}: unknown model; available: {', '.join(MODELS)}")
+    return MODELS[kind]
+
+
+def model_options(kind: str, options: Mapping[str, Any] | None, prefix: str = "model.options") -> Any:
+    """The validated options dataclass of a model (presets resolved by the model's own builder)."""
+    cls = model_class(kind)
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] = getattr(cls, "resolve_options", lambda d: d)
+    return build(cls.Options, resolve(dict(options or {})), prefix)
+
+
+def options_json(options: Any) -> dict[str, Any]:
+    return to_dict(options)
+
+
+def build_model(kind: str, options: Mapping[str, Any] | Any, context: ModelContext) -> BeamPredictor:
+    cls = model_class(kind)
+    if not isinstance(options, cls.Options):
+        options = model_options(kind, options)
+    return cls(options, context)

@@ -1,0 +1,288 @@
+"""A store's drives preloaded into read-only numpy arrays, so replay never reads HDF5 per step.
+
+Works on whatever a store holds: twin stores (channels, path tables, sensors), replayed recordings
+without h or paths (the truth then falls back to the measured sweep) and anything in between.
+Base-station sensor arrays that several drives share (`/runs/<run>/<field>`, linked from each
+episode) are read once. Loaded sets are cached per file and process, and sensor modalities are
+loaded on first request, so many environments and policies over one store cost one read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from twin.errors import ConfigError, StoreError
+from twin.loop.faults import SENSOR_MODALITIES
+from twin.radio.codebook import Codebook, UniformLinearArray
+from twin.scenario.config import GeodeticOrigin
+from twin.store import TwinStore
+
+RSRP_FLOOR_DBM = -300.0  # stands for "no signal" (a frame without paths has RSRP -inf)
+
+# Observation modality → the store field it is read from.
+MODALITY_FIELD = {"camera": "camera", "lidar": "lidar", "radar": "radar", "gps": "gps", "position": "ue_pos"}
+
+
+@dataclass(frozen=True)
+class TwinContext:
+    """What a policy may know about the deployment: codebook, base-station pose, radio constants."""
+
+    path: str
+    source: str
+    num_beams: int
+    angles_deg: np.ndarray  # (K,) beam steering angles, angular order
+    frame_rate_hz: float
+    noise_power_dbm: float
+    tx_power_dbm: float
+    measurement_noise_db: float
+    truth: str  # where true RSRP comes from: "noiseless" (stored), "channel" (from h), "measured"
+    sensors: tuple[str, ...]  # observable sensor modalities the store has
+    fields: tuple[str, ...]  # every per-frame field the store has
+    array: UniformLinearArray | None = None  # None when the store lacks the base-station pose
+    weights: np.ndarray | None = None  # (K, N) codebook weights
+    geodetic_origin: GeodeticOrigin | None = None
+    scenario_yaml: str = ""
+
+    @property
+    def frame_period_s(self) -> float:
+        return 1.0 / self.frame_rate_hz
+
+
+@dataclass
+class Paths:
+    """The part of a drive's path table that blockage injection needs."""
+
+    gain: np.ndarray  # (T, L) complex64
+    departure: np.ndarray  # (T, L, 3) float32 unit vectors
+    is_los: np.ndarray  # (T, L) bool, only valid paths
+    valid: np.ndarray  # (T, L) bool
+
+
+@dataclass
+class Drive:
+    id: str
+    index: int
+    t: np.ndarray  # (T,)
+    measured_dbm: np.ndarray  # (T, K) what the power detector reported
+    true_dbm: np.ndarray  # (T, K) noiseless RSRP (or the measured one when nothing better exists)
+    blocked: np.ndarray  # (T,) a traced blocker cuts the line of sight
+    h: np.ndarray | None = None  # (T, N)
+    paths: Paths | None = None
+    ue_pos: np.ndarray | None = None  # (T, 3) local metres
+    sensors: dict[str, np.ndarray] = field(default_factory=dict)  # modality → (T, ...) observation arrays
+    sensor_ok: dict[str, np.ndarray] = field(default_factory=dict)  # modality → (T,) stored sample usable
+    lidar_count: np.ndarray | None = None  # (T,) LiDAR points in use (packed first, zero padding after)
+    traffic: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.t)
+
+
+@dataclass
+class ReplaySet:
+    context: TwinContext
+    drives: list[Drive]
+
+    def ensure(self, modalities: Iterable[str]) -> None:
+        """Load the sensor arrays of `modalities` (once) into every drive."""
+        missing = [m for m in modalities if m not in self.drives[0].sensors]
+        unknown = [m for m in missing if m not in self.context.sensors]
+        if unknown:
+            raise ConfigError(
+                f"modalities = {unknown}: not in store {self.context.path}; it has "
+                f"{', '.join(self.context.sensors) or 'no sensor modalities'}"
+            )
+        if missing:
+            _load_sensors(self, missing)
+
+
+_CACHE: dict[tuple[str, int, int], ReplaySet] = {}
+
+
+def load_drives(path: str | Path, modalities: Iterable[str] = ()) -> ReplaySet:
+    """The drives of a store, cached per file; `modalities` are sensor arrays to load as well."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"store = {str(path)!r}: file not found")
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _CACHE:
+        _CACHE[key] = _load(path)
+    replay = _CACHE[key]
+    replay.ensure(modalities)
+    return replay
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _context(store: TwinStore) -> TwinContext:
+    attrs = store.attrs
+    fields = tuple(store.modalities)
+    num_beams = int(attrs["num_beams"])
+    try:
+        angles = np.asarray(store.constant("codebook/angles_deg"), np.float64)
+    except StoreError:  # replayed data may carry no codebook: assume DeepSense's uniform ±45 degrees
+        angles = np.linspace(-45.0, 45.0, num_beams)
+    try:
+        weights = store.constant("codebook/weights")
+    except StoreError:
+        weights = None
+    array = None
+    if "bs_position_m" in attrs and "bs_yaw_deg" in attrs:
+        array = UniformLinearArray(
+            num_elements=int(attrs.get("num_antennas", 0)),
+            spacing_wavelengths=float(attrs.get("array_spacing_wavelengths", 0.5)),
+            position=np.asarray(attrs["bs_position_m"], np.float64),
+            yaw_rad=float(np.deg2rad(attrs["bs_yaw_deg"])),
+        )
+    origin = None
+    if "geodetic_origin" in attrs:
+        lat, lon, alt = (float(v) for v in np.asarray(attrs["geodetic_origin"])[:3])
+        origin = GeodeticOrigin(
+            latitude_deg=lat,
+            longitude_deg=lon,
+            altitude_m=alt,
+            heading_deg=float(attrs.get("geodetic_heading_deg", 90.0)),
+        )
+    if "rsrp_noiseless_dbm" in fields:
+        truth = "noiseless"
+    elif "h" in fields and weights is not None:
+        truth = "channel"
+    else:
+        truth = "measured"
+    sensors = tuple(m for m in SENSOR_MODALITIES if MODALITY_FIELD[m] in fields)
+    return TwinContext(
+        path=str(store.path),
+        source=str(attrs["source"]),
+        num_beams=num_beams,
+        angles_deg=_readonly(angles),
+        frame_rate_hz=float(attrs["frame_rate_hz"]),
+        noise_power_dbm=float(attrs["noise_power_dbm"]),
+        tx_power_dbm=float(attrs["tx_power_dbm"]),
+        measurement_noise_db=float(attrs.get("measurement_noise_db", 0.0)),
+        truth=truth,
+        sensors=sensors,
+        fields=fields,
+        array=array,
+        weights=weights,
+        geodetic_origin=origin,
+        scenario_yaml=str(attrs.get("scenario_yaml", "")),
+    )
+
+
+def _load(path: Path) -> ReplaySet:
+    with TwinStore(path) as store:  # validates the schema; refuses half-written files
+        context = _context(store)
+        ids = store.episode_ids
+    drives = []
+    with h5py.File(path, "r") as f:
+        for index, episode_id in enumerate(ids):
+            drives.append(_drive(f["episodes"][episode_id], episode_id, index, context))
+    return ReplaySet(context, drives)
+
+
+def _drive(group: h5py.Group, episode_id: str, index: int, context: TwinContext) -> Drive:
+    def read(name: str) -> np.ndarray | None:
+        return _readonly(group[name][()]) if name in context.fields or name in group else None
+
+    measured = read("rsrp_dbm")
+    h = read("h") if "h" in context.fields else None
+    if context.truth == "noiseless":
+        true = read("rsrp_noiseless_dbm")
+    elif context.truth == "channel":
+        true = _readonly(Codebook(np.deg2rad(context.angles_deg), context.weights).beamforming_gain(h))
+        true = _readonly((context.tx_power_dbm + 10 * np.log10(np.maximum(true, 1e-30))).astype(np.float32))
+    else:
+        true = measured
+    if not np.isfinite(true).all():  # a frame without any path has RSRP -inf: floor it
+        true = _readonly(
+            np.maximum(np.nan_to_num(true, nan=RSRP_FLOOR_DBM), RSRP_FLOOR_DBM).astype(np.float32)
+        )
+    frames = len(group["t"])
+    blocked = read("blocked") if "blocked" in context.fields else np.zeros(frames, bool)
+    paths = None
+    if "paths" in group:
+        p = group["paths"]
+        valid = p["valid"][()]
+        paths = Paths(
+            gain=_readonly(np.where(valid, p["gain"][()], 0).astype(np.complex64)),
+            departure=_readonly(p["departure"][()].astype(np.float32)),
+            is_los=_readonly(p["is_los"][()] & valid),
+            valid=_readonly(valid),
+        )
+    traffic = {k: v[()] for k, v in group["traffic"].items()} if "traffic" in group else {}
+    return Drive(
+        id=episode_id,
+        index=index,
+        t=read("t"),
+        measured_dbm=measured,
+        true_dbm=true,
+        blocked=_readonly(np.asarray(blocked, bool)),
+        h=h,
+        paths=paths,
+        ue_pos=read("ue_pos") if "ue_pos" in context.fields else None,
+        traffic=traffic,
+        attrs=dict(group.attrs),
+    )
+
+
+def _load_sensors(replay: ReplaySet, modalities: list[str]) -> None:
+    shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    with h5py.File(replay.context.path, "r") as f:
+        for drive in replay.drives:
+            group = f["episodes"][drive.id]
+            for modality in modalities:
+                name = MODALITY_FIELD[modality]
+                link = group.get(name, getlink=True)
+                key = (name, link.path) if isinstance(link, h5py.SoftLink) else None
+                if key is None or key not in shared:
+                    converted = _observation_array(modality, group[name][()], group)
+                    if key is not None:
+                        shared[key] = converted
+                else:
+                    converted = shared[key]
+                drive.sensors[modality], drive.sensor_ok[modality] = converted
+                if modality == "lidar":
+                    drive.lidar_count = _lidar_count(group, converted[0], shared)
+
+
+def _lidar_count(group: h5py.Group, points: np.ndarray, shared: dict) -> np.ndarray:
+    if "lidar_count" not in group:  # count the rows that are not padding
+        return _readonly(np.count_nonzero(np.any(points != 0, axis=2), axis=1).astype(np.int64))
+    link = group.get("lidar_count", getlink=True)
+    key = ("lidar_count", link.path) if isinstance(link, h5py.SoftLink) else None
+    if key is None or key not in shared:
+        count = _readonly(group["lidar_count"][()].astype(np.int64))
+        if key is not None:
+            shared[key] = count
+        return count
+    return shared[key]
+
+
+def _observation_array(modality: str, raw: np.ndarray, group: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
+    """Store field → (observation array, per-frame usable flag), in the dtypes the spaces declare."""
+    frames = raw.shape[0]
+    ok = np.ones(frames, bool)
+    if modality == "radar":  # complex64 cube → float32 (..., 2) real/imag (Box spaces are real)
+        data = np.ascontiguousarray(raw, np.complex64).view(np.float32).reshape(*raw.shape, 2)
+    elif modality == "gps":  # NaN before the first fix: not usable yet
+        ok = ~np.isnan(raw).any(axis=1)
+        data = np.where(ok[:, None], raw, 0.0).astype(np.float64)
+    elif modality == "lidar":
+        data = np.nan_to_num(raw.astype(np.float32, copy=False))
+    elif modality == "position":
+        data = raw.astype(np.float32, copy=False)
+    else:
+        data = raw
+    return _readonly(data), _readonly(ok)

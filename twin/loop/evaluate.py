@@ -1,0 +1,414 @@
+"""Closed-loop evaluation: every policy over every drive, seed and fault condition of a small grid.
+
+Conditions: `clean` (no injected faults), `scenario` (the scenario's `faults` section, the default
+schedule), blockage-only conditions at a few event rates, and dropout-only conditions per sensor
+modality the store has at a few probabilities (all other settings of a fault as the scenario
+configures it). The same seed gives the same fault draws in every condition (common random numbers),
+so differences between conditions are the faults', not the dice's.
+
+A policy that cannot read a modality scores exactly the same with or without that modality's
+dropout (independent fault streams), so such runs are computed once and reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from twin.errors import ConfigError
+from twin.loop.drives import Drive, TwinContext, load_drives
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.faults import NO_FAULTS, SENSOR_MODALITIES, FaultsConfig, describe, schedules
+from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
+from twin.loop.policies import POLICIES, Policy, make_policy
+from twin.validation import at_least, between, build, each_between, spec
+
+CONDITION_KINDS = ("clean", "scenario")
+PLOTTED = ("snr_loss_db", "rate", "effective_rate")  # per-frame arrays kept for the figures
+
+
+def _each_known(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        bad = [v for v in value if v not in choices]
+        return None if not bad else "values among " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    seeds: tuple[int, ...] = spec((0, 1))  # fault and policy seeds; CIs pool drives x seeds
+    conditions: tuple[str, ...] = spec(CONDITION_KINDS, check=_each_known(*CONDITION_KINDS))
+    blockage_rates_per_s: tuple[float, ...] = spec((0.1, 0.3, 1.0), check=each_between(0, 100))
+    dropout_probabilities: tuple[float, ...] = spec((0.2, 0.5, 1.0), check=each_between(0, 1))
+    dropout_modalities: tuple[str, ...] = spec(SENSOR_MODALITIES, check=_each_known(*SENSOR_MODALITIES))
+    outage_snr_db: float = spec(0.0, check=between(-50, 50))
+    beam_measurement_s: float = spec(1e-4, check=between(0, 1))  # airtime of one beam measurement
+    max_drives: int = spec(0, check=at_least(0))  # 0: every drive of the store
+    confidence: float = spec(0.95, check=between(0.5, 0.999))
+    bootstrap: int = spec(1000, check=between(0, 100_000))
+    workers: int = spec(0, check=between(0, 256))  # processes; 0: min(2, CPU cores)
+    plots: bool = spec(True)
+    snapshot: bool = spec(True)  # PyVista 3D view of the scene
+    policy_options: dict[str, dict[str, Any]] = spec(factory=dict)  # per policy, validated by its options
+
+    def validate(self, prefix: str) -> None:
+        if not self.seeds:
+            raise ConfigError(f"{prefix}.seeds = []: expected at least one seed")
+        for name in self.policy_options:
+            if name not in POLICIES:
+                raise ConfigError(
+                    f"{prefix}.policy_options.{name}: unknown policy; available: {', '.join(POLICIES)}"
+                )
+
+
+def evaluation_from(data: Mapping[str, Any] | None, prefix: str = "evaluation") -> EvaluationConfig:
+    data = dict(data or {})
+    options = data.pop("policy_options", None) or {}
+    config = build(EvaluationConfig, data, prefix)
+    # Options keep their YAML types (ints stay ints); each policy's dataclass validates them.
+    for name, values in options.items():
+        if name not in POLICIES:
+            raise ConfigError(
+                f"{prefix}.policy_options.{name}: unknown policy; available: {', '.join(POLICIES)}"
+            )
+        make_policy(name, values)
+    return dataclasses.replace(config, policy_options={k: dict(v) for k, v in options.items()})
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    kind: str  # clean, scenario, blockage, dropout
+    faults: FaultsConfig
+    modality: str = ""
+    level: float = float("nan")  # blockage events per second or dropout probability
+
+
+def fault_grid(scenario: FaultsConfig, config: EvaluationConfig, sensors: Sequence[str]) -> list[Condition]:
+    grid = []
+    if "clean" in config.conditions:
+        grid.append(Condition("clean", "clean", NO_FAULTS))
+    if "scenario" in config.conditions:
+        grid.append(Condition("scenario", "scenario", scenario))
+    base_blockage = scenario.blockage
+    for rate in config.blockage_rates_per_s:
+        blockage = dataclasses.replace(base_blockage, rate_per_s=rate)
+        grid.append(Condition(f"blockage {rate:g}/s", "blockage", FaultsConfig(blockage=blockage), "", rate))
+    for modality in config.dropout_modalities:
+        if modality not in sensors:
+            continue
+        for p in config.dropout_probabilities:
+            configured = dataclasses.asdict(getattr(scenario.dropout, modality))
+            faults = NO_FAULTS.with_dropout(modality, **{**configured, "probability": p})
+            grid.append(Condition(f"{modality} dropout {p:g}", "dropout", faults, modality, p))
+    return grid
+
+
+@dataclass
+class Timeline:
+    """One drive of the scenario condition, for the rate-over-time plot."""
+
+    drive: str
+    t: np.ndarray
+    rate: dict[str, np.ndarray]  # policy → (T,) rate of the served beam
+    served: dict[str, np.ndarray]  # policy → (T,) served beam
+    oracle_rate: np.ndarray
+    oracle: np.ndarray
+    physical_blocked: np.ndarray
+    injected: np.ndarray
+    dropouts: dict[str, np.ndarray]  # modality → (T,) active
+    events_s: list[tuple[float, float]]
+
+
+@dataclass
+class Evaluation:
+    context: TwinContext
+    policies: list[str]
+    conditions: list[Condition]
+    seeds: tuple[int, ...]
+    drives: list[str]
+    config: EvaluationConfig
+    scenario_faults: FaultsConfig
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    frames: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)  # pooled per-frame
+    timeline: Timeline | None = None
+    notes: list[str] = field(default_factory=list)
+    decisions_per_s: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    steps: int = 0
+
+    def estimate(self, policy: str, condition: str) -> dict[str, Estimate]:
+        for row in self.rows:
+            if row["policy"] == policy and row["condition"] == condition:
+                return {m: Estimate(**row[m]) for m in METRIC_NAMES}
+        raise KeyError((policy, condition))
+
+
+@dataclass
+class _Runner:
+    """One environment per policy, observing only what the policy reads."""
+
+    policy: Policy
+    env: BeamSelectionEnv
+    reads: frozenset[str]
+    act_seconds: float = 0.0
+    decisions: int = 0
+
+
+def replay_drive(runner: _Runner, drive: Drive, faults: FaultsConfig, seed: int) -> FrameRecord:
+    """Run one policy closed-loop over one drive; the decision loop is the Gymnasium loop."""
+    env, policy = runner.env, runner.policy
+    env.faults = faults
+    obs, _ = env.reset(options={"episode": drive.id, "fault_seed": seed})
+    policy.reset(env.context, np.random.default_rng([seed, drive.index, 7]))
+    frames = drive.num_frames
+    ranked = np.empty((frames, 3), np.int64)
+    clock = time.perf_counter
+    spent = 0.0
+    for t in range(frames):
+        start = clock()
+        decision = policy.act(obs, env)
+        spent += clock() - start
+        beams = np.atleast_1d(decision)
+        if beams.size >= 3:
+            ranked[t] = beams[:3]
+        else:  # fewer than three named: the last one repeated (scored as the policy's only guesses)
+            ranked[t] = beams[-1]
+            ranked[t, : beams.size] = beams
+        obs, _, _, _, _ = env.step(beams[0])
+    runner.act_seconds += spent
+    runner.decisions += frames
+    index = np.arange(frames)
+    measured = env.measured_dbm
+    return FrameRecord(
+        ranked=ranked,
+        oracle=env.oracle.copy(),
+        snr_db=env.snr_db[index, env.served],
+        oracle_snr_db=env.oracle_snr_db.copy(),
+        rsrp_diff_db=measured[index, env.measured_best] - measured[index, env.served],
+        overhead=env.overhead,
+    )
+
+
+def evaluate(
+    store: str | Path,
+    scenario_faults: FaultsConfig,
+    config: EvaluationConfig,
+    policy_names: Sequence[str],
+    progress: bool = True,
+    drive_ids: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+) -> Evaluation:
+    """Every policy over the store's drives (or only `drive_ids`, e.g. those a learned policy never
+    trained on) under every condition and seed; `notes` go into the report."""
+    start = time.perf_counter()
+    replay = load_drives(store)
+    context = replay.context
+    drives = _chosen(replay.drives, drive_ids, context.path)[: config.max_drives or None]
+    notes = [*notes, f"store {context.path}: {len(drives)} drives; truth from {context.truth} RSRP"]
+    if context.truth == "measured" or not any(d.paths is not None for d in drives):
+        notes.append("no path table: injected blockage attenuates the measured RSRP of beams aimed at the UE")
+    runners = _runners(context, store, config, policy_names, notes)
+    grid = fault_grid(scenario_faults, config, context.sensors)
+    result = Evaluation(
+        context=context,
+        policies=[r.policy.name for r in runners],
+        conditions=grid,
+        seeds=config.seeds,
+        drives=[d.id for d in drives],
+        config=config,
+        scenario_faults=scenario_faults,
+        notes=notes,
+    )
+    # Work out the distinct replays first: (policy, faults it can notice, seed, drive).
+    plan: dict[tuple[Any, ...], tuple[int, FaultsConfig, int, int]] = {}
+    units: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    batches: list[tuple[int, list[tuple[Any, ...]]]] = []  # (drives covered, new replays)
+    fault_ids: dict[FaultsConfig, int] = {}  # hashing a nested frozen dataclass is slow: do it once
+    for condition in grid:
+        noticed = [fault_ids.setdefault(condition.faults.only(r.reads), len(fault_ids)) for r in runners]
+        for seed in config.seeds:
+            batch = []
+            for drive in drives:
+                for i, runner in enumerate(runners):
+                    key = (i, noticed[i], seed, drive.index)
+                    if key not in plan:
+                        plan[key] = (i, condition.faults, seed, drive.index)
+                        batch.append(key)
+                    units.setdefault((runner.policy.name, condition.name), []).append(key)
+            batches.append((len(drives), batch))
+    done: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+    workers = config.workers or min(2, os.cpu_count() or 1)
+    with _pool(workers if len(plan) >= 64 else 1, runners, drives, config) as pool:
+        total = len(grid) * len(config.seeds) * len(drives)
+        with tqdm(
+            total=total, unit="drive", desc="closed loop", disable=not progress, mininterval=0.5
+        ) as bar:
+            jobs = [[(key, plan[key]) for key in batch] for _, batch in batches]
+            for (covered, _), (metrics, timing) in zip(batches, pool(jobs)):
+                done.update(metrics)
+                for i, (seconds, decisions) in timing.items():
+                    runners[i].act_seconds += seconds
+                    runners[i].decisions += decisions
+                bar.update(covered)
+    result.steps = sum(next(d for d in drives if d.index == k[3]).num_frames for k in plan)
+    for condition in grid:
+        for runner in runners:
+            keys = units[(runner.policy.name, condition.name)]
+            pooled = [done[k][0] for k in keys]
+            estimates = aggregate(pooled, config.confidence, config.bootstrap, seed=0)
+            result.rows.append(_row(runner.policy.name, condition, pooled, estimates, len(drives), config))
+            result.frames[(runner.policy.name, condition.name)] = {
+                m: np.concatenate([done[k][1][m] for k in keys]) for m in PLOTTED
+            }
+    result.decisions_per_s = {
+        r.policy.name: r.decisions / r.act_seconds if r.act_seconds else float("nan") for r in runners
+    }
+    result.timeline = _timeline(runners, drives, scenario_faults, config)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _chosen(drives: list[Drive], ids: Sequence[str] | None, path: str | Path) -> list[Drive]:
+    if ids is None:
+        return drives
+    known = {d.id: d for d in drives}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise ConfigError(f"store {path}: no drives {unknown[:5]}; it has {', '.join(list(known)[:5])}, ...")
+    if not ids:
+        raise ConfigError(f"store {path}: no drives chosen for the evaluation")
+    return [known[i] for i in dict.fromkeys(ids)]
+
+
+_STATE: dict[str, Any] = {}  # what forked workers inherit: runners, drives, config
+
+
+def _run_batch(
+    batch: list[tuple[tuple[Any, ...], tuple[int, FaultsConfig, int, int]]],
+) -> tuple[dict[tuple[Any, ...], dict[str, np.ndarray]], dict[int, tuple[float, int]]]:
+    """Replay a batch of (key, (runner, faults, seed, drive)); metrics per key and act timing."""
+    runners, drives, config = _STATE["runners"], _STATE["drives"], _STATE["config"]
+    by_index = {d.index: d for d in drives}
+    metrics, timing = {}, {}
+    for key, (i, faults, seed, drive) in batch:
+        runner = runners[i]
+        seconds, decisions = runner.act_seconds, runner.decisions
+        record = replay_drive(runner, by_index[drive], faults, seed)
+        frames = frame_metrics(record, config.outage_snr_db)
+        metrics[key] = (unit_sums(frames), {m: frames[m] for m in PLOTTED})
+        spent = timing.get(i, (0.0, 0))
+        timing[i] = (spent[0] + runner.act_seconds - seconds, spent[1] + runner.decisions - decisions)
+        runner.act_seconds, runner.decisions = seconds, decisions  # the caller adds the batch's timing
+    return metrics, timing
+
+
+@contextlib.contextmanager
+def _pool(
+    workers: int, runners: list[_Runner], drives: list[Drive], config: EvaluationConfig
+) -> Iterator[Callable[[list[Any]], Iterator[Any]]]:
+    """Map batches over `workers` forked processes (they inherit the preloaded drives), or in-process."""
+    _STATE.update(runners=runners, drives=drives, config=config)
+    try:
+        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            yield lambda jobs: map(_run_batch, jobs)
+            return
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield lambda jobs: pool.imap(_run_batch, jobs)
+    finally:
+        _STATE.clear()
+
+
+def _runners(
+    context: TwinContext, store: str | Path, config: EvaluationConfig, names: Sequence[str], notes: list[str]
+) -> list[_Runner]:
+    if not names:
+        raise ConfigError("policies = []: expected at least one policy; available: " + ", ".join(POLICIES))
+    runners = []
+    for i, name in enumerate(names):
+        policy = make_policy(name, config.policy_options.get(name), key=f"policies[{i}]")
+        reads = policy.reads(context.sensors)
+        try:
+            policy.reset(context, np.random.default_rng(0))
+        except ConfigError as exc:
+            notes.append(f"{exc}: policy {name} skipped")
+            continue
+        if name == "gps" and not reads:
+            notes.append("policy gps skipped: the store has neither gps nor ue_pos")
+            continue
+        if name == "gps" and "gps" not in reads:
+            notes.append("policy gps: the store has no GPS; it uses the stored UE position (ue_pos) instead")
+        env = BeamSelectionEnv(store, modalities=sorted(reads), beam_measurement_s=config.beam_measurement_s)
+        runners.append(_Runner(policy, env, reads))
+    return runners
+
+
+def _row(
+    policy: str,
+    condition: Condition,
+    pooled: list[dict[str, float]],
+    estimates: dict[str, Estimate],
+    drives: int,
+    config: EvaluationConfig,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "policy": policy,
+        "condition": condition.name,
+        "kind": condition.kind,
+        "modality": condition.modality,
+        "level": None if np.isnan(condition.level) else condition.level,
+        "faults": describe(condition.faults),
+        "drives": drives,
+        "seeds": len(config.seeds),
+        "frames": int(sum(u["frames"] for u in pooled)),
+    }
+    for name, estimate in estimates.items():
+        row[name] = {"mean": estimate.mean, "low": estimate.low, "high": estimate.high}
+    return row
+
+
+def _timeline(
+    runners: list[_Runner], drives: list[Drive], faults: FaultsConfig, config: EvaluationConfig
+) -> Timeline:
+    """The first drive with injected blockage under the scenario's faults (else the first drive)."""
+    seed = config.seeds[0]
+    context = runners[0].env.context
+    sensors = tuple(m for m in SENSOR_MODALITIES if m in context.sensors)
+    chosen, injected = drives[0], None
+    for drive in drives:
+        injected = schedules(faults, drive.t, sensors, context.frame_rate_hz, seed, drive.index)
+        if injected.blockage.active.any():
+            chosen = drive
+            break
+    injected = schedules(faults, chosen.t, sensors, context.frame_rate_hz, seed, chosen.index)
+    rates, served = {}, {}
+    oracle_rate = oracle = None
+    for runner in runners:
+        record = replay_drive(runner, chosen, faults, seed)
+        rates[runner.policy.name] = frame_metrics(record, config.outage_snr_db)["rate"]
+        served[runner.policy.name] = record.ranked[:, 0].copy()
+        oracle_rate = frame_metrics(record, config.outage_snr_db)["oracle_rate"]
+        oracle = record.oracle
+    return Timeline(
+        drive=chosen.id,
+        t=chosen.t,
+        rate=rates,
+        served=served,
+        oracle_rate=oracle_rate,
+        oracle=oracle,
+        physical_blocked=chosen.blocked,
+        injected=injected.blockage.active,
+        dropouts={m: s.active for m, s in injected.dropouts.items()},
+        events_s=injected.blockage.as_list(),
+    )

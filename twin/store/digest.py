@@ -1,0 +1,23 @@
+"""Hashes of the code that shapes cached data: editing a listed module invalidates its caches."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+import twin
+from twin.store.schema import SCHEMA_VERSION
+
+
+def source_digest(modules: Iterable[str], extra_files: Iterable[Path] = ()) -> str:
+    """sha256 over the package version, the schema version, the named twin modules and extra files."""
+    h = hashlib.sha256(f"{twin.__version__}/{SCHEMA_VERSION}".encode())
+    package = Path(twin.__file__).parent
+    for name in modules:
+        h.update(name.encode())
+        if (package / name).exists():
+            h.update((package / name).read_bytes())
+    for path in extra_files:
+        h.update(path.read_bytes())
+    return h.hexdigest()
