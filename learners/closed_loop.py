@@ -13,9 +13,9 @@ import numpy as np
 
 from twin.loop.drives import load_drives
 from twin.loop.env import BeamSelectionEnv
-from twin.loop.faults import FaultsConfig
 from twin.loop.metrics import METRIC_NAMES, FrameRecord, frame_metrics
 from twin.loop.policies import Policy
+from twin.scenario.faults import FaultsConfig
 
 
 @dataclass

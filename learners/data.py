@@ -45,7 +45,7 @@ from learners.preprocess import (
     rsrp_normalised,
 )
 from twin.errors import ConfigError
-from twin.loop.drives import MODALITY_FIELD
+from twin.modalities import MODALITY_FIELD
 from twin.store import TwinStore
 from twin.validation import between, build, one_of, spec, to_dict
 

@@ -29,11 +29,12 @@ import torch.nn.functional as F
 
 from learners.geometry import Deployment
 from twin.errors import ConfigError
+from twin.modalities import RECORDED_SENSORS
 from twin.scenario.config import RadarConfig
 from twin.sensors.radar import range_doppler_angle
 from twin.validation import at_least, between, build, each_between, one_of, spec, to_dict
 
-SENSOR_INPUTS = ("camera", "lidar", "radar", "gps")  # model inputs computed from sensors
+SENSOR_INPUTS = RECORDED_SENSORS  # model inputs computed from sensors
 GPS_FEATURES = 4  # x / scale, y / scale, sin(azimuth), cos(azimuth)
 CAMERA_MEAN, CAMERA_STD = 0.5, 0.25
 WGS84_A = 6_378_137.0

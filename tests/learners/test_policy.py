@@ -146,7 +146,7 @@ def test_forked_evaluation_workers_run_the_model(fuser: Path, tiny_store: Path) 
     script = f"""
 import torch, learners.policy
 from twin.loop.evaluate import evaluate, evaluation_from
-from twin.loop.faults import FaultsConfig
+from twin.scenario.faults import FaultsConfig
 torch.zeros(64, 64) @ torch.zeros(64, 64); torch.nn.Conv2d(3, 8, 3)(torch.zeros(4, 3, 32, 32))
 config = evaluation_from({{"seeds": list(range(8)), "conditions": ["clean"], "blockage_rates_per_s": [],
     "dropout_probabilities": [], "workers": 2, "bootstrap": 0, "plots": False, "snapshot": False,

@@ -17,6 +17,7 @@ import time
 
 from twin.cli import SCENARIO_DIR
 from twin.dataset.generation import generate
+from twin.modalities import RECORDED_SENSORS
 from twin.scenario.config import ScenarioConfig, load_scenario
 from twin.trace.rt_backend import sionna_rt
 from twin.trace.scene import TwinScene, load_vehicle_models
@@ -55,7 +56,7 @@ def bare_solver_seconds(config: ScenarioConfig) -> float:
 def rf_only(config: ScenarioConfig) -> ScenarioConfig:
     """The scenario with every sensor off: this benchmark times the channels (see sensors.py)."""
     off = {name: dataclasses.replace(getattr(config.sensors, name), enabled=False)
-           for name in ("camera", "lidar", "radar", "gps")}  # fmt: skip
+           for name in RECORDED_SENSORS}  # fmt: skip
     return dataclasses.replace(config, sensors=dataclasses.replace(config.sensors, **off))
 
 

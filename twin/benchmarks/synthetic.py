@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin.modalities import RECORDED_SENSORS
 from twin.radio.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm
 from twin.scenario.config import GeodeticOrigin
 from twin.store import Episode, write_store
@@ -43,7 +44,7 @@ def synthetic_store(
     frames: int = 40,
     num_beams: int = 64,
     num_antennas: int = 16,
-    sensors: Sequence[str] = ("camera", "lidar", "radar", "gps"),
+    sensors: Sequence[str] = RECORDED_SENSORS,
     camera_hw: tuple[int, int] = (36, 64),
     lidar_points: int = 256,
     radar_shape: tuple[int, int, int] = (4, 16, 16),

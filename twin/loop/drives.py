@@ -18,15 +18,12 @@ import h5py
 import numpy as np
 
 from twin.errors import ConfigError, StoreError
-from twin.loop.faults import SENSOR_MODALITIES
+from twin.modalities import MODALITY_FIELD, SENSOR_MODALITIES
 from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.scenario.config import GeodeticOrigin
 from twin.store import TwinStore
 
 RSRP_FLOOR_DBM = -300.0  # stands for "no signal" (a frame without paths has RSRP -inf)
-
-# Observation modality → the store field it is read from.
-MODALITY_FIELD = {"camera": "camera", "lidar": "lidar", "radar": "radar", "gps": "gps", "position": "ue_pos"}
 
 
 @dataclass(frozen=True)

@@ -29,18 +29,10 @@ from gymnasium import spaces
 
 from twin.errors import ConfigError
 from twin.loop.drives import RSRP_FLOOR_DBM, Drive, ReplaySet, TwinContext, load_drives
-from twin.loop.faults import (
-    SENSOR_MODALITIES,
-    STREAM_MEASUREMENT,
-    DropoutSchedule,
-    FaultsConfig,
-    blocked_sweeps,
-    corrupt,
-    faults_from,
-    schedules,
-    stream,
-)
+from twin.loop.faults import STREAM_MEASUREMENT, DropoutSchedule, blocked_sweeps, corrupt, schedules, stream
 from twin.loop.metrics import rate
+from twin.modalities import SENSOR_MODALITIES
+from twin.scenario.faults import FaultsConfig, faults_from
 
 RSRP_CEIL_DBM = 100.0  # observation bound (the floor, RSRP_FLOOR_DBM, also means "not probed")
 FLOAT32_MAX = float(np.finfo(np.float32).max)

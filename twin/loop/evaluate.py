@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 from twin.errors import ConfigError
 from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
-from twin.loop.faults import NO_FAULTS, SENSOR_MODALITIES, FaultsConfig, describe, schedules
+from twin.loop.faults import schedules
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import POLICIES, Policy, make_policy
+from twin.modalities import SENSOR_MODALITIES
+from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec
 
 CONDITION_KINDS = ("clean", "scenario")

@@ -26,7 +26,7 @@ import numpy as np
 
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
-from twin.loop.faults import SENSOR_MODALITIES
+from twin.modalities import SENSOR_MODALITIES
 from twin.validation import at_least, between, build, spec
 
 Decision = int | np.integer | np.ndarray | list[int] | tuple[int, ...]

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from twin.errors import ConfigError
+from twin.modalities import RECORDED_SENSORS
 from twin.validation import at_least, between, build, each_between, one_of, spec
 
 KINDS = ("deepsense", "deepverse")
-SENSORS = ("camera", "lidar", "radar", "gps")
+SENSORS = RECORDED_SENSORS  # the sensors a recording can carry
 
 
 def _each_of(choices: tuple[str, ...]):  # type: ignore[no-untyped-def]

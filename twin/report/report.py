@@ -19,8 +19,8 @@ import yaml
 
 from twin.loop.drives import load_drives
 from twin.loop.evaluate import Evaluation
-from twin.loop.faults import describe
 from twin.loop.metrics import METRICS
+from twin.scenario.faults import describe
 from twin.validation import to_dict
 
 MAIN_CONDITION = "scenario"

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from twin.errors import ConfigError
-from twin.loop.faults import FaultsConfig
+from twin.scenario.faults import FaultsConfig
 from twin.scenario.materials import check_material
 from twin.validation import at_least, between, build, each_between, one_of, ordered_pair, spec, to_dict
 

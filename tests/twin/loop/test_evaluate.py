@@ -17,11 +17,11 @@ from twin.benchmarks.synthetic import synthetic_store
 from twin.dataset.generation import generate
 from twin.errors import ConfigError
 from twin.loop.evaluate import _Runner, evaluate, evaluation_from, fault_grid, replay_drive
-from twin.loop.faults import faults_from
 from twin.loop.metrics import METRIC_NAMES, frame_metrics
 from twin.loop.policies import make_policy
 from twin.report.report import TABLE_METRICS, write_report
 from twin.scenario.config import ScenarioConfig
+from twin.scenario.faults import faults_from
 
 POLICIES = ["genie", "exhaustive", "hierarchical", "tracking", "gps", "stale", "random"]
 SCENARIO_FAULTS = faults_from(

@@ -12,18 +12,16 @@ from twin.benchmarks.synthetic import synthetic_store
 from twin.errors import ConfigError
 from twin.loop.drives import load_drives
 from twin.loop.faults import (
-    BlockageFaultConfig,
-    DropoutConfig,
     blockage_schedule,
     blocked_sweeps,
     burst_mask,
     corrupt,
     dropout_schedule,
-    faults_from,
     schedules,
 )
 from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.scenario.config import ScenarioConfig, config_digest, scenario_from_dict, scenario_to_dict
+from twin.scenario.faults import BlockageFaultConfig, DropoutConfig, faults_from
 
 
 @pytest.fixture(scope="module")

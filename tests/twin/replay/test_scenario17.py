@@ -9,8 +9,8 @@ import pytest
 
 from tests.twin.replay.conftest import SHARED_DEEPSENSE
 from twin.loop.evaluate import evaluate, evaluation_from
-from twin.loop.faults import faults_from
 from twin.replay import replay_store
+from twin.scenario.faults import faults_from
 from twin.store import TwinStore
 
 SCENARIO17 = SHARED_DEEPSENSE / "scenario17" / "unit1" / "mmWave_data"
