@@ -30,7 +30,7 @@ import torch
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config
 from learners.data import RF_INPUT
 from learners.geometry import deployment_of
-from learners.models.registry import MODELS, BeamPredictor, ModelContext, import_models, model_class
+from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_class
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
@@ -231,7 +231,6 @@ def load_policy(checkpoint: str | Path, probe: int = 0, initial_sweep: bool = Tr
 
 def register_learned_policies() -> list[str]:
     """Register every model kind as a policy name (idempotent); returns the names."""
-    import_models()
     names = []
     for kind in MODELS:
         if kind not in POLICIES or getattr(POLICIES[kind].factory, "kind", None) != kind:

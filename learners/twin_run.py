@@ -19,7 +19,7 @@ from typing import Any
 
 from learners.checkpoint import read_config
 from learners.data import input_fields
-from learners.models.registry import MODELS, import_models, model_options
+from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
 from learners.train import (
     TrainConfig,
@@ -51,7 +51,6 @@ def learned_run_config(data: Mapping[str, Any] | None, prefix: str = "learned") 
     settings = dict(data.pop("settings", None) or {})
     options = {k: dict(v or {}) for k, v in (data.pop("options", None) or {}).items()}
     config = build(LearnedRunConfig, data, prefix)
-    import_models()
     for i, name in enumerate(config.train):
         if name not in MODELS:
             available = ", ".join(MODELS)

@@ -77,13 +77,7 @@ def register_model(cls: type[BeamPredictor]) -> type[BeamPredictor]:
     return cls
 
 
-def import_models() -> None:
-    """Import the model modules, which register themselves (they import this module, not vice versa)."""
-    from learners.models import baselines, beamtransfuser  # noqa: F401
-
-
 def model_class(kind: str, key: str = "model.name") -> type[BeamPredictor]:
-    import_models()
     if kind not in MODELS:
         raise ConfigError(f"{key} = {kind!r}: unknown model; available: {', '.join(MODELS)}")
     return MODELS[kind]
