@@ -26,7 +26,7 @@ from learners.preprocess import (
 from twin.errors import ConfigError
 from twin.radio.codebook import UniformLinearArray
 from twin.scenario.config import GeodeticOrigin, RadarConfig
-from twin.sensors.gps import geodetic_to_local, local_to_geodetic
+from twin.scenario.geodetic import geodetic_to_local, local_to_geodetic
 from twin.sensors.radar import SPEED_OF_LIGHT, carrier_hz
 
 ORIGIN = (48.137, 11.575, 520.0, 70.0)  # lat, lon, alt, heading of local +x

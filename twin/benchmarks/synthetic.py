@@ -18,6 +18,7 @@ import numpy as np
 from twin.modalities import RECORDED_SENSORS
 from twin.radio.codebook import Codebook, UniformLinearArray, measure_rsrp_dbm, noise_power_dbm
 from twin.scenario.config import GeodeticOrigin
+from twin.scenario.geodetic import local_to_geodetic
 from twin.store import Episode, write_store
 
 SPEED_OF_LIGHT = 299_792_458.0
@@ -156,8 +157,6 @@ def _sensors(
         cube = np.exp(1j * phase) * np.ones((frames, rx, samples, chirps))
         out["radar"] = cube.astype(np.complex64)
     if "gps" in names:
-        from twin.sensors.gps import local_to_geodetic
-
         fix = local_to_geodetic(ORIGIN, ue[:, :2])
         valid = np.ones(frames, bool)
         out["gps"] = fix.astype(np.float64)

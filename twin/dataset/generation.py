@@ -42,11 +42,9 @@ log = logging.getLogger(__name__)
 
 # Source files whose behaviour shapes the stored numbers: editing one invalidates cached datasets.
 _GENERATION_SOURCES = (
-    "scenario/config.py", "validation.py", "scenario/materials.py", "trace/geometry.py",
-    "trace/traffic.py", "trace/scene.py", "trace/channel.py", "radio/codebook.py", "store/schema.py",
-    "store/hdf5.py", "dataset/generation.py",
-    "sensors/base.py", "sensors/raycast.py", "sensors/camera.py", "sensors/lidar.py", "sensors/radar.py",
-    "sensors/gps.py", "sensors/registry.py",
+    "validation.py", "modalities.py", "radio/", "scenario/config.py", "scenario/geodetic.py",
+    "scenario/materials.py", "trace/", "sensors/", "store/schema.py", "store/hdf5.py",
+    "dataset/generation.py",
 )  # fmt: skip
 
 

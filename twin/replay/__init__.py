@@ -40,8 +40,7 @@ __all__ = [
 
 # Modules whose behaviour shapes a converted store: editing one invalidates cached conversions.
 _SOURCES = (
-    "replay/__init__.py", "replay/config.py", "replay/formats.py", "replay/recording.py",
-    "replay/deepsense.py", "replay/deepverse.py", "store/schema.py", "store/hdf5.py", "radio/codebook.py",
+    "replay/", "scenario/geodetic.py", "store/schema.py", "store/hdf5.py", "radio/codebook.py",
 )  # fmt: skip
 
 

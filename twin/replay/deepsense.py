@@ -68,6 +68,7 @@ from twin.replay.recording import (
     to_dbm,
 )
 from twin.scenario.config import GeodeticOrigin
+from twin.scenario.geodetic import geodetic_to_local
 from twin.store import Episode
 from twin.validation import to_dict
 
@@ -324,8 +325,6 @@ def _pose_attrs(
     if config.bs_yaw_deg is not None:
         yaw, how = config.bs_yaw_deg, "configured"
     elif gps is not None:
-        from twin.sensors.gps import geodetic_to_local
-
         local = geodetic_to_local(GeodeticOrigin(float(bs[0]), float(bs[1]), 0.0, 90.0), gps)
         fit = fit_yaw(local, beams, angles)
         if fit is None:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from twin.scenario.config import GeodeticOrigin
-from twin.sensors.gps import local_to_geodetic
+from twin.scenario.geodetic import local_to_geodetic
 
 BEAMS = 64
 ANGLES = np.linspace(-45.0, 45.0, BEAMS)

@@ -212,7 +212,7 @@ def test_challenge_windows_become_their_labelled_frames(tmp_path: Path) -> None:
         assert episode["camera"].shape[0] == 4
         # GPS is the window's latest fix (unit2_loc_2: frame 2 of 5), as the challenge gives it
         from tests.twin.replay.conftest import ORIGIN
-        from twin.sensors.gps import geodetic_to_local
+        from twin.scenario.geodetic import geodetic_to_local
 
         local = geodetic_to_local(ORIGIN, episode["gps"])
         np.testing.assert_allclose(local, [f.xy for f in frames[1:5]], atol=1e-3)

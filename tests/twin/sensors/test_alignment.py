@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import replace
 from twin.dataset.generation import generate
 from twin.scenario.config import GeodeticOrigin, ScenarioConfig
-from twin.sensors.gps import geodetic_to_local
+from twin.scenario.geodetic import geodetic_to_local
 from twin.store import TwinStore
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from twin.scenario.config import GeodeticOrigin, GpsConfig
-from twin.sensors.gps import fix_schedule, geodetic_to_local, gps_track, local_to_geodetic
+from twin.scenario.geodetic import geodetic_to_local, local_to_geodetic
+from twin.sensors.gps import fix_schedule, gps_track
 
 ORIGIN = GeodeticOrigin(latitude_deg=33.4193, longitude_deg=-111.9347, altitude_m=360.0, heading_deg=0.0)
 

@@ -1,2 +1,30 @@
-from twin.loop.policies.classical import *  # noqa: F403 - temporary: split follows
-from twin.loop.policies.classical import POLICIES, Decision, Link, Policy, make_policy, mask_of, ranked, register_policy  # noqa: F401,E501
+"""Beam-selection policies: the interface (`base`), the registry (`registry`, with plug-ins) and the
+classical policies (`classical`, registered on import of this package)."""
+
+from twin.loop.policies import classical
+from twin.loop.policies.base import Decision, Link, Policy, mask_of, ranked
+from twin.loop.policies.registry import (
+    POLICIES,
+    PolicyEntry,
+    available_policies,
+    load_plugins,
+    make_policy,
+    policy_entry,
+    register_policy,
+)
+
+__all__ = [
+    "POLICIES",
+    "Decision",
+    "Link",
+    "Policy",
+    "PolicyEntry",
+    "available_policies",
+    "classical",
+    "load_plugins",
+    "make_policy",
+    "mask_of",
+    "policy_entry",
+    "ranked",
+    "register_policy",
+]

@@ -1,78 +1,20 @@
-"""Beam-selection policies and the small interface a learned predictor implements.
-
-A policy sees the environment's observation and, within the frame, a `Link`: `measure(beams)` sweeps
-beams (each costs one measurement slot of airtime, charged by the environment) and
-`oracle_ranking()` is the truth, for the genie only. `act` returns the beam to serve, or beams
-ranked best first (the first is served; the rest score top-k and DBA). A learned predictor:
-
-    class MyPredictor(Policy):
-        name = "mine"
-        modalities = frozenset({"camera", "gps"})      # observation entries it reads
-
-        def act(self, obs, link):
-            return np.argsort(-self.model(obs))[:3]      # ranked beams, best first
-
-and `register_policy("mine", MyPredictor)` makes it selectable as `policies=[...,mine]`.
-"""
+"""The classical beam-management policies: genie, exhaustive and hierarchical sweeps, beam tracking,
+the GPS geometric beam, a periodic (stale) sweep and a random beam. Each registers itself by name."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
-from twin.modalities import SENSOR_MODALITIES
-from twin.validation import at_least, between, build, spec
-
-Decision = int | np.integer | np.ndarray | list[int] | tuple[int, ...]
-
-
-class Link(Protocol):
-    """What a policy can do with the radio inside a frame (the environment implements it)."""
-
-    def measure(self, beams: Any) -> np.ndarray: ...
-
-    def oracle_ranking(self) -> np.ndarray: ...
-
-
-def mask_of(obs: Mapping[str, np.ndarray], name: str) -> bool:
-    """Whether observation entry `name` is usable this frame (mask order: rsrp, then modalities)."""
-    if name == "rsrp":
-        return bool(obs["mask"][0])
-    if name not in obs:
-        return False
-    index = 1 + sum(1 for m in SENSOR_MODALITIES[: SENSOR_MODALITIES.index(name)] if m in obs)
-    return bool(obs["mask"][index])
-
-
-class Policy:
-    """Base class: override `act`; `reset` is called at the start of every drive."""
-
-    name: ClassVar[str] = ""
-    modalities: ClassVar[frozenset[str]] = frozenset()  # observation entries the policy reads
-
-    def reads(self, available: Collection[str]) -> frozenset[str]:
-        """The sensor modalities this policy would read from a store offering `available`."""
-        return self.modalities & frozenset(available)
-
-    def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
-        self.context = context
-        self.rng = rng
-        self.num_beams = context.num_beams
-
-    def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
-        raise NotImplementedError
-
-
-def ranked(values: np.ndarray, beams: np.ndarray, top: int = 3) -> np.ndarray:
-    """The `top` beams of `beams` by `values`, best first."""
-    order = np.argsort(-values, kind="stable")[:top]
-    return beams[order]
+from twin.loop.policies.base import Decision, Link, Policy, mask_of, ranked
+from twin.loop.policies.registry import register_policy
+from twin.scenario.geodetic import geodetic_to_local
+from twin.validation import at_least, between, spec
 
 
 class Genie(Policy):
@@ -209,8 +151,6 @@ class GpsGeometric(Policy):
         self._last: np.ndarray = np.array([self.num_beams // 2])
         self._origin = None
         if context.geodetic_origin is not None:
-            from twin.sensors.gps import geodetic_to_local
-
             # The local-tangent-plane map is affine in (lat, lon): keep its offset and Jacobian.
             o = context.geodetic_origin
             base = np.array([o.latitude_deg, o.longitude_deg])
@@ -277,39 +217,13 @@ class RandomBeam(Policy):
         return int(self.rng.integers(self.num_beams))
 
 
-@dataclass(frozen=True)
-class _NoOptions:
-    pass
-
-
-@dataclass(frozen=True)
-class PolicyEntry:
-    factory: Callable[..., Policy]
-    options: type = _NoOptions
-
-
-POLICIES: dict[str, PolicyEntry] = {
-    "genie": PolicyEntry(Genie),
-    "exhaustive": PolicyEntry(Exhaustive),
-    "hierarchical": PolicyEntry(Hierarchical, HierarchicalOptions),
-    "tracking": PolicyEntry(Tracking, TrackingOptions),
-    "gps": PolicyEntry(GpsGeometric, GpsOptions),
-    "stale": PolicyEntry(Stale, StaleOptions),
-    "random": PolicyEntry(RandomBeam),
-}
-
-
-def register_policy(name: str, factory: Callable[..., Policy], options: type | None = None) -> None:
-    """Make a policy selectable by name; `options` is a dataclass of its settings (validated)."""
-    POLICIES[name] = PolicyEntry(factory, options or _NoOptions)
-
-
-def make_policy(name: str, options: Mapping[str, Any] | None = None, key: str = "policies") -> Policy:
-    """Build a policy by name; unknown names and bad options raise a one-line ConfigError."""
-    if name not in POLICIES:
-        raise ConfigError(f"{key} = {name!r}: unknown policy; available: {', '.join(POLICIES)}")
-    entry = POLICIES[name]
-    settings = build(entry.options, dict(options or {}), f"evaluation.policy_options.{name}")
-    if entry.options is _NoOptions:
-        return entry.factory()
-    return entry.factory(settings)
+for _policy, _options in (
+    (Genie, None),
+    (Exhaustive, None),
+    (Hierarchical, HierarchicalOptions),
+    (Tracking, TrackingOptions),
+    (GpsGeometric, GpsOptions),
+    (Stale, StaleOptions),
+    (RandomBeam, None),
+):
+    register_policy(_policy.name, _policy, _options)
