@@ -23,7 +23,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -384,14 +384,25 @@ def train_or_load(
     checkpoint_root: str | Path,
     time_budget_s: float | None = None,
     progress: bool = True,
+    log: Callable[[str], Any] | None = None,
 ) -> Path:
     """The checkpoint of these settings on this store: reused from `checkpoint_root/<model>-<hash>`
-    when it exists and loads, otherwise trained there (within `time_budget_s`)."""
+    when it exists and loads, otherwise trained there (within `time_budget_s`). `log` (e.g. print)
+    receives one line saying which, and the training time."""
     config = train_config(config)
     folder = checkpoint_folder(store, config, checkpoint_root)
     if checkpoint_exists(store, config, checkpoint_root):
+        if log:
+            log(f"reusing        {config.model} trained with these settings on {store}")
         return folder
-    return train(store, config, folder, time_budget_s, progress)
+    budget = config.time_budget_s if time_budget_s is None else time_budget_s
+    if log:
+        log(f"training       {config.model} on {store}" + (f" (at most {budget:.0f} s)" if budget else ""))
+    start = time.perf_counter()
+    train(store, config, folder, time_budget_s, progress)
+    if log:
+        log(f"trained        {config.model} in {time.perf_counter() - start:.1f} s")
+    return folder
 
 
 def checkpoint_folder(store: str | Path, config: TrainConfig, checkpoint_root: str | Path) -> Path:
@@ -444,36 +455,16 @@ def _describe(result: TrainResult) -> str:
 
 
 def task(cfg: Any) -> None:
-    from twin.cli import scenario_of
-    from twin.dataset.generation import generate
+    from twin.dataset.resolve import resolve_store
 
     config = _config_from_hydra(cfg)
-    if cfg.get("store"):
-        store = Path(cfg.store)
-        if not store.is_file():
-            raise ConfigError(f"store = {str(store)!r}: file not found")
-        name = store.stem
-    elif cfg.get("replay") is not None:  # recorded data, converted into a store once (cached)
-        from omegaconf import OmegaConf
-
-        from twin.replay import replay_from_config
-        from twin.replay.config import replay_config_from
-
-        replay = replay_config_from(OmegaConf.to_container(cfg.replay, resolve=True), prefix="replay")
-        store = replay_from_config(replay, cfg.cache_dir)
-        name = f"{replay.kind}-{replay.scenario or Path(replay.path).name}"
-    else:
-        scenario = scenario_of(cfg)
-        store, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
-        if stats.frames:
-            print(stats.describe())
-        name = scenario.name
+    resolved = resolve_store(cfg, progress=cfg.progress)
     preset = config.options.get("preset")
-    folder = cfg.get("checkpoint_dir") or Path("outputs/checkpoints") / name / (
+    folder = cfg.get("checkpoint_dir") or Path("outputs/checkpoints") / resolved.slug / (
         config.model + (f"-{preset}" if preset else "")
     )
-    print(f"dataset        {store}")
-    result = fit(store, config, folder, progress=cfg.progress)
+    print(f"dataset        {resolved.path}")
+    result = fit(resolved.path, config, folder, progress=cfg.progress)
     print(_describe(result))
 
 

@@ -1,4 +1,5 @@
-"""What the main job (`python -m twin.run`) asks of the learners.
+"""The learners' step of the main job (`python -m twin.run`), plugged in as the `learned` entry point
+of the `twin.run` group (twin.plugins) and configured by the top-level `learned:` section.
 
 Before the closed-loop evaluation, every model in `learned.train` is trained on the store within
 `learned.time_budget_s` (or its checkpoint reused: same settings, same data) and joins the policies
@@ -11,7 +12,6 @@ learned from (all policies on the same drives keeps the comparison paired).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +21,10 @@ from learners.checkpoint import read_config
 from learners.data import input_fields
 from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
-from learners.train import (
-    TrainConfig,
-    checkpoint_exists,
-    checkpoint_folder,
-    model_inputs,
-    store_identity,
-    train,
-    train_config,
-)
+from learners.train import TrainConfig, model_inputs, store_identity, train_config, train_or_load
 from twin.errors import ConfigError
 from twin.loop.evaluate import EvaluationConfig
+from twin.loop.plan import EvaluationPlan
 from twin.store import TwinStore
 from twin.validation import at_least, build, spec
 
@@ -70,14 +63,18 @@ def _settings(config: LearnedRunConfig, name: str) -> dict[str, Any]:
     return {**config.settings, "model": name, "options": config.options.get(name, {})}
 
 
-@dataclass
-class LearnedPlan:
-    """Policies, evaluation options (checkpoints attached) and drives the evaluation runs with."""
+class LearnedStep:
+    """The `learned` step: train or reuse the configured models, then evaluate on held-out drives."""
 
-    policies: list[str]
-    evaluation: EvaluationConfig
-    drive_ids: list[str] | None  # None: every drive of the store
-    notes: list[str]
+    def __init__(self, section: Mapping[str, Any] | None, key: str = "learned"):
+        self.config = learned_run_config(section, prefix=key) if section is not None else None
+
+    def prepare(self, store: Path, plan: EvaluationPlan, progress: bool) -> EvaluationPlan:
+        if self.config is None:
+            return plan
+        prepared = prepare_learned(store, self.config, plan.evaluation, plan.policies, progress)
+        prepared.notes[:0] = plan.notes
+        return prepared
 
 
 def prepare_learned(
@@ -86,7 +83,7 @@ def prepare_learned(
     evaluation: EvaluationConfig,
     policies: Sequence[str],
     progress: bool = True,
-) -> LearnedPlan:
+) -> EvaluationPlan:
     """Train (or reuse) the configured models, attach their checkpoints, choose the drives."""
     register_learned_policies()
     store = Path(store)
@@ -101,14 +98,7 @@ def prepare_learned(
             notes.append(f"{name} not trained: the store has no {', '.join(missing)}")
             print(f"skipped        {notes[-1]}")
             continue
-        folder = checkpoint_folder(store, settings, root)
-        if checkpoint_exists(store, settings, root):
-            print(f"reusing        {name} trained with these settings on {store}")
-        else:
-            print(f"training       {name} on {store} (at most {config.time_budget_s:.0f} s)")
-            start = time.perf_counter()
-            train(store, settings, folder, config.time_budget_s, progress)
-            print(f"trained        {name} in {time.perf_counter() - start:.1f} s")
+        folder = train_or_load(store, settings, root, config.time_budget_s, progress, log=print)
         metrics = read_config(folder).get("metrics", {})
         if metrics.get("samples"):
             print(
@@ -120,7 +110,7 @@ def prepare_learned(
             names.append(name)
     evaluation = dataclasses.replace(evaluation, policy_options=options)
     drive_ids = held_out_drives(store, names, options, notes)
-    return LearnedPlan(names, evaluation, drive_ids, notes)
+    return EvaluationPlan(names, evaluation, drive_ids, notes)
 
 
 def missing_fields(store: Path, settings: TrainConfig) -> list[str]:

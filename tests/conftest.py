@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from twin.dataset.generation import generate
 from twin.scenario.config import ScenarioConfig, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
@@ -15,6 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def tiny() -> ScenarioConfig:
     return load_scenario(REPO / "scenarios" / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny scenario's twin store, generated once per test session."""
+    path, _ = generate(tiny, tmp_path_factory.mktemp("cache"), progress=False)
+    return path
 
 
 def replace(config: object, **changes: object) -> object:

@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from twin.errors import ConfigError, TwinError
-from twin.scenario.config import ScenarioConfig, scenario_from_dict, scenario_to_dict
+from twin.scenario.config import scenario_from_dict, scenario_to_dict
 from twin.validation import to_dict
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -48,11 +48,6 @@ def register_replays() -> None:
     store = ConfigStore.instance()
     for kind in KINDS:
         store.store(group="replay", name=kind, node=to_dict(ReplayConfig(kind=kind)))
-
-
-def scenario_of(cfg: DictConfig) -> ScenarioConfig:
-    """The validated scenario of a composed Hydra config (errors name keys as `scenario.<key>`)."""
-    return scenario_from_dict(OmegaConf.to_container(cfg.scenario, resolve=True), source="scenario")
 
 
 def _check_scenario_argument(argv: list[str]) -> None:

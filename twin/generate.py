@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from twin.cli import entry_point, run_task, scenario_of
-from twin.dataset.generation import generate
+from twin.cli import entry_point, run_task
+from twin.dataset.resolve import resolve_store
 
 
 @run_task
 def task(cfg: DictConfig) -> None:
-    scenario = scenario_of(cfg)
-    path, stats = generate(scenario, cfg.cache_dir, progress=cfg.progress)
-    if stats.frames:
-        print(stats.describe())
-    print(path)
+    print(resolve_store(cfg, progress=cfg.progress).path)
 
 
 main = entry_point(task)

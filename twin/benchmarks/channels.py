@@ -18,8 +18,8 @@ import time
 from twin.cli import SCENARIO_DIR
 from twin.dataset.generation import generate
 from twin.modalities import RECORDED_SENSORS
+from twin.rt_backend import sionna_rt
 from twin.scenario.config import ScenarioConfig, load_scenario
-from twin.trace.rt_backend import sionna_rt
 from twin.trace.scene import TwinScene, load_vehicle_models
 from twin.trace.traffic import make_run, pool_sizes
 

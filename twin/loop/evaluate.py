@@ -30,7 +30,7 @@ from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
-from twin.loop.policies import POLICIES, Policy, make_policy
+from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.modalities import SENSOR_MODALITIES
 from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec
@@ -68,10 +68,7 @@ class EvaluationConfig:
         if not self.seeds:
             raise ConfigError(f"{prefix}.seeds = []: expected at least one seed")
         for name in self.policy_options:
-            if name not in POLICIES:
-                raise ConfigError(
-                    f"{prefix}.policy_options.{name}: unknown policy; available: {', '.join(POLICIES)}"
-                )
+            policy_entry(name, key=f"{prefix}.policy_options.{name}")
 
 
 def evaluation_from(data: Mapping[str, Any] | None, prefix: str = "evaluation") -> EvaluationConfig:
@@ -80,10 +77,7 @@ def evaluation_from(data: Mapping[str, Any] | None, prefix: str = "evaluation") 
     config = build(EvaluationConfig, data, prefix)
     # Options keep their YAML types (ints stay ints); each policy's dataclass validates them.
     for name, values in options.items():
-        if name not in POLICIES:
-            raise ConfigError(
-                f"{prefix}.policy_options.{name}: unknown policy; available: {', '.join(POLICIES)}"
-            )
+        policy_entry(name, key=f"{prefix}.policy_options.{name}")
         make_policy(name, values)
     return dataclasses.replace(config, policy_options={k: dict(v) for k, v in options.items()})
 
@@ -336,7 +330,9 @@ def _runners(
     context: TwinContext, store: str | Path, config: EvaluationConfig, names: Sequence[str], notes: list[str]
 ) -> list[_Runner]:
     if not names:
-        raise ConfigError("policies = []: expected at least one policy; available: " + ", ".join(POLICIES))
+        raise ConfigError(
+            "policies = []: expected at least one policy; available: " + ", ".join(available_policies())
+        )
     runners = []
     for i, name in enumerate(names):
         policy = make_policy(name, config.policy_options.get(name), key=f"policies[{i}]")

@@ -10,7 +10,7 @@ from twin.errors import ConfigError
 @cache
 def itu_frequency_ranges_ghz() -> dict[str, tuple[tuple[float, float], ...]]:
     """Material name → the frequency ranges (GHz) where Sionna RT's ITU model is defined."""
-    from twin.trace.rt_backend import sionna_rt
+    from twin.rt_backend import sionna_rt
 
     sionna_rt()
     from sionna.rt.radio_materials.itu import ITU_MATERIALS_PROPERTIES

@@ -31,12 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.radio.codebook import BOLTZMANN_DBM_PER_HZ
+from twin.rt_backend import sionna_rt
 from twin.scenario.config import RadarConfig, ScenarioConfig
 from twin.scenario.materials import valid_materials
 from twin.sensors.base import FrameState
 from twin.store.schema import FIELDS_BY_NAME
 from twin.trace.geometry import Mesh, merge, segments_hit_boxes
-from twin.trace.rt_backend import sionna_rt
 from twin.trace.scene import TwinScene, building_boxes, ground_box
 from twin.trace.traffic import TrafficRun
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twin.radio.codebook import UniformLinearArray
+from twin.rt_backend import sionna_rt
 from twin.scenario.config import RayTracingConfig
-from twin.trace.rt_backend import sionna_rt
 from twin.trace.scene import TwinScene
 
 SPEED_OF_LIGHT = 299_792_458.0

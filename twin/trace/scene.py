@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from twin.errors import ConfigError
+from twin.rt_backend import sionna_rt
 from twin.scenario.config import ScenarioConfig
 from twin.trace.geometry import Mesh, box, merge, read_ply
-from twin.trace.rt_backend import sionna_rt
 from twin.trace.traffic import TrafficRun
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"

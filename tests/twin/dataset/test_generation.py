@@ -18,12 +18,6 @@ from twin.store.schema import EPISODE_FIELDS, PATH_FIELDS
 from twin.trace.channel import PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
 
 
-@pytest.fixture(scope="module")
-def tiny_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path, _ = generate(tiny, tmp_path_factory.mktemp("cache"), progress=False)
-    return path
-
-
 def _arrays(path: Path) -> dict[str, np.ndarray]:
     out = {}
     with h5py.File(path, "r") as f:

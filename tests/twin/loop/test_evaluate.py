@@ -14,7 +14,6 @@ import pytest
 
 from tests.conftest import REPO
 from twin.benchmarks.synthetic import synthetic_store
-from twin.dataset.generation import generate
 from twin.errors import ConfigError
 from twin.loop.evaluate import _Runner, evaluate, evaluation_from, fault_grid, replay_drive
 from twin.loop.metrics import METRIC_NAMES, frame_metrics
@@ -159,12 +158,6 @@ def test_bad_evaluation_values_are_one_line_errors(data: dict, message: str) -> 
     with pytest.raises(ConfigError) as info:
         evaluation_from(data)
     assert message in str(info.value) and "\n" not in str(info.value)
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path, _ = generate(tiny, tmp_path_factory.mktemp("cache"), progress=False)
-    return path
 
 
 def test_tiny_twin_store_end_to_end_with_snapshot(

@@ -199,8 +199,8 @@ def test_vehicle_echoes_match_sionna_rcs_solver(open_street: ScenarioConfig, rad
     import mitsuba as mi
     from sionna.rt.rcs import RCSSolver, TR38901SensingTarget
 
+    from twin.rt_backend import sionna_rt
     from twin.sensors.radar import ANTENNA_PATTERN
-    from twin.trace.rt_backend import sionna_rt
 
     rt = sionna_rt()
     yaw, speed = 0.4, 10.0

@@ -122,8 +122,8 @@ def test_chosen_sample_count_matches_the_high_sample_reference(scenario: str) ->
     on what the testbed uses: best beam and its RSRP over the drives' receivers.
     """
     from tests.conftest import REPO
+    from twin.rt_backend import sionna_rt
     from twin.scenario.config import load_scenario
-    from twin.trace.rt_backend import sionna_rt
 
     cfg = load_scenario(REPO / "scenarios" / f"{scenario}.yaml")
     models = load_vehicle_models(cfg)

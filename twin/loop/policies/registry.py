@@ -58,11 +58,13 @@ def available_policies() -> list[str]:
 
 
 def policy_entry(name: str, key: str = "policies") -> PolicyEntry:
-    """The registered policy `name` (plug-ins are looked up when it is not built in)."""
+    """The registered policy `name` (plug-ins are looked up when it is not built in); errors name
+    `key`, followed by the value unless the key already ends with it (`policy_options.<name>`)."""
     if name not in POLICIES:
         load_plugins()
     if name not in POLICIES:
-        raise ConfigError(f"{key} = {name!r}: unknown policy; available: {', '.join(POLICIES)}")
+        where = key if key.endswith(f".{name}") else f"{key} = {name!r}"
+        raise ConfigError(f"{where}: unknown policy; available: {', '.join(POLICIES)}")
     return POLICIES[name]
 
 
