@@ -26,7 +26,6 @@ import torch
 
 from learners.checkpoint import load_checkpoint
 from learners.closed_loop import run_closed_loop
-from learners.geometry import deployment_of
 from learners.losses import focal_loss
 from learners.models.registry import ModelContext, build_model, model_class, model_options
 from learners.policy import LearnedPolicy, load_policy, policy_class
@@ -39,6 +38,7 @@ from twin.loop.env import BeamSelectionEnv
 from twin.loop.policies import make_policy
 from twin.scenario.config import load_scenario
 from twin.store import TwinStore
+from twin.store.deployment import read_deployment
 
 BUDGET_MS = 40.0  # 5GAA TR P-170142, as cited by the BeamTransFuser paper
 LEARNED = ("beamtransfuser", "gru", "transformer", "ar", "kalman", "mlp")
@@ -72,7 +72,7 @@ def preset_model(store: Path, preset: str) -> Any:
     cls = model_class("beamtransfuser")
     preprocess = preprocess_config(cls.preprocess_defaults(options))
     with TwinStore(store) as opened:
-        deployment = deployment_of(opened)
+        deployment = read_deployment(opened)
     pre = Preprocessor(preprocess, deployment)
     shapes = {m: pre.shape(m) for m in cls.inputs_of(options)}
     return build_model(

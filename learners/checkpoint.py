@@ -20,10 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from learners.data import DataConfig, data_config
-from learners.geometry import Deployment
 from learners.models.registry import BeamPredictor, ModelContext, build_model, model_options, options_json
 from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError, TwinError
+from twin.store.deployment import Deployment
 
 FORMAT = "beam-learner-checkpoint"
 VERSION = 1

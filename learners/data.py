@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from learners.geometry import Deployment, deployment_of
 from learners.preprocess import (
     SENSOR_INPUTS,
     PreprocessConfig,
@@ -47,6 +46,8 @@ from learners.preprocess import (
 from twin.errors import ConfigError
 from twin.modalities import MODALITY_FIELD
 from twin.store import TwinStore
+from twin.store.deployment import Deployment, read_deployment
+from twin.store.sensors import SensorReader
 from twin.validation import between, build, one_of, spec, to_dict
 
 RF_INPUT = "beams"  # the RF history input; its values ride along as inputs["beam_rsrp"]
@@ -121,7 +122,7 @@ def load_frames(
     if unknown:
         raise ConfigError(f"model inputs {unknown}: unknown; available: {', '.join(INPUTS)}")
     with TwinStore(path) as store:  # validates the schema; refuses half-written files
-        deployment = deployment_of(store)
+        deployment = read_deployment(store)
         fields = set(store.modalities)
         ids = store.episode_ids
     preprocessor = Preprocessor(preprocess, deployment)
@@ -132,14 +133,14 @@ def load_frames(
             f"store {path}: has no {', '.join(missing)}; its fields: {', '.join(sorted(fields))}"
         )
     truth = "rsrp_noiseless_dbm" if label == "true" and "rsrp_noiseless_dbm" in fields else "rsrp_dbm"
-    reader = _SensorReader(preprocessor, sources)
     drives = []
     with h5py.File(path, "r") as f:
+        reader = _SensorReader(f, preprocessor, list(sources))
         for episode_id in ids:
             group = f["episodes"][episode_id]
             measured = group["rsrp_dbm"][()]
             run = group.attrs.get("run")
-            arrays, masks = reader(group)
+            arrays, masks = reader(episode_id)
             drives.append(
                 DriveFrames(
                     id=episode_id,
@@ -160,32 +161,27 @@ def input_fields(inputs: Sequence[str], preprocess: PreprocessConfig) -> dict[st
 
 
 class _SensorReader:
-    """Preprocessed sensor inputs of one episode group; arrays linked from a run are done once."""
+    """Preprocessed sensor inputs of one episode, from the observation arrays the environment reads
+    (twin.store.sensors); arrays linked from a run are preprocessed once."""
 
-    def __init__(self, preprocessor: Preprocessor, sources: dict[str, str]):
+    def __init__(self, file: h5py.File, preprocessor: Preprocessor, inputs: Sequence[str]):
+        self.observations = SensorReader(file)
         self.preprocessor = preprocessor
-        self.sources = sources
+        self.inputs = inputs
         self.shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
-    def __call__(self, group: h5py.Group) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def __call__(self, episode_id: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         arrays, masks = {}, {}
-        for name, source in self.sources.items():
-            link = group.get(source, getlink=True)
-            key = (name, link.path) if isinstance(link, h5py.SoftLink) else None
+        for name in self.inputs:
+            observed = self.observations.read(episode_id, self.preprocessor.source(name))
+            key = None if observed.key is None else (name, observed.key)
             if key is None or key not in self.shared:
-                raw = group[source][()]
-                # GPS is NaN before the first fix: mask 0, as the environment does
-                usable = (
-                    ~np.isnan(raw.reshape(len(raw), -1)).any(axis=1)
-                    if name == "gps"
-                    else np.ones(len(raw), bool)
-                )
-                frames = self.preprocessor.frames(name, raw)
-                frames[~usable] = 0
+                frames = self.preprocessor.frames(name, observed.data)
+                frames[~observed.usable] = 0  # e.g. GPS before the first fix: zeros, mask 0
                 if key is None:
-                    arrays[name], masks[name] = frames, usable
+                    arrays[name], masks[name] = frames, observed.usable
                     continue
-                self.shared[key] = (frames, usable)
+                self.shared[key] = (frames, observed.usable)
             arrays[name], masks[name] = self.shared[key]
         return arrays, masks
 

@@ -29,13 +29,13 @@ import torch
 
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config
 from learners.data import RF_INPUT
-from learners.geometry import deployment_of
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_class
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
 from twin.loop.policies import POLICIES, Decision, Link, Policy, mask_of, register_policy
 from twin.store import TwinStore
+from twin.store.deployment import read_deployment
 from twin.validation import between, spec
 
 _PARENT_PID = os.getpid()
@@ -191,7 +191,7 @@ class LearnedPolicy(Policy):
                 f"and set evaluation.policy_options.{self.name}.checkpoint=<folder>"
             )
         with TwinStore(context.path) as store:
-            deployment = deployment_of(store)
+            deployment = read_deployment(store)
         model_context = ModelContext(deployment.num_beams, 5, 1, {}, deployment, PreprocessConfig())
         self.use(model_class(self.kind)(model_class(self.kind).Options(), model_context))
 

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from learners.geometry import Deployment
 from twin.errors import ConfigError
 from twin.modalities import RECORDED_SENSORS
 from twin.scenario.config import RadarConfig
 from twin.sensors.radar import range_doppler_angle
+from twin.store.deployment import Deployment
 from twin.validation import at_least, between, build, each_between, one_of, spec, to_dict
 
 SENSOR_INPUTS = RECORDED_SENSORS  # model inputs computed from sensors
@@ -80,7 +80,10 @@ def preprocess_config(
 
 def camera_image(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 → (3, h, w) float32, area-resized and normalised."""
-    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+    frame = (
+        np.array(frame) if not frame.flags.writeable else np.ascontiguousarray(frame)
+    )  # torch wants writable
+    image = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
     if tuple(image.shape[-2:]) != tuple(size):
         image = F.interpolate(image, size=tuple(size), mode="area")
     return ((image[0] / 255.0 - CAMERA_MEAN) / CAMERA_STD).numpy()

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from learners.geometry import Deployment
 from learners.preprocess import PreprocessConfig
 from twin.errors import ConfigError
+from twin.store.deployment import Deployment
 from twin.validation import build, to_dict
 
 Tensors = dict[str, torch.Tensor]

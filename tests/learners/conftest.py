@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from learners.data import DriveFrames, FrameSet
-from learners.geometry import Deployment
 from tests.conftest import replace
 from twin.dataset.generation import generate
 from twin.scenario.config import ScenarioConfig
+from twin.store.deployment import Deployment
 
 
 @pytest.fixture(scope="session")

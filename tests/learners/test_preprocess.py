@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from learners.geometry import Deployment
 from learners.preprocess import (
     CAMERA_MEAN,
     CAMERA_STD,
@@ -28,6 +27,7 @@ from twin.radio.codebook import UniformLinearArray
 from twin.scenario.config import GeodeticOrigin, RadarConfig
 from twin.scenario.geodetic import geodetic_to_local, local_to_geodetic
 from twin.sensors.radar import SPEED_OF_LIGHT, carrier_hz
+from twin.store.deployment import Deployment
 
 ORIGIN = (48.137, 11.575, 520.0, 70.0)  # lat, lon, alt, heading of local +x
 

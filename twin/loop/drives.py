@@ -17,11 +17,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from twin.errors import ConfigError, StoreError
+from twin.errors import ConfigError
 from twin.modalities import MODALITY_FIELD, SENSOR_MODALITIES
 from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.scenario.config import GeodeticOrigin
 from twin.store import TwinStore
+from twin.store.deployment import Deployment, codebook_weights, read_deployment
+from twin.store.sensors import SensorReader
 
 RSRP_FLOOR_DBM = -300.0  # stands for "no signal" (a frame without paths has RSRP -inf)
 
@@ -45,6 +47,7 @@ class TwinContext:
     weights: np.ndarray | None = None  # (K, N) codebook weights
     geodetic_origin: GeodeticOrigin | None = None
     scenario_yaml: str = ""
+    deployment: Deployment | None = None  # the store's root attributes as read (twin.store.deployment)
 
     @property
     def frame_period_s(self) -> float:
@@ -124,57 +127,32 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def _context(store: TwinStore) -> TwinContext:
-    attrs = store.attrs
+    deployment = read_deployment(store)
+    weights = codebook_weights(store)
     fields = tuple(store.modalities)
-    num_beams = int(attrs["num_beams"])
-    try:
-        angles = np.asarray(store.constant("codebook/angles_deg"), np.float64)
-    except StoreError:  # replayed data may carry no codebook: assume DeepSense's uniform ±45 degrees
-        angles = np.linspace(-45.0, 45.0, num_beams)
-    try:
-        weights = store.constant("codebook/weights")
-    except StoreError:
-        weights = None
-    array = None
-    if "bs_position_m" in attrs and "bs_yaw_deg" in attrs:
-        array = UniformLinearArray(
-            num_elements=int(attrs.get("num_antennas", 0)),
-            spacing_wavelengths=float(attrs.get("array_spacing_wavelengths", 0.5)),
-            position=np.asarray(attrs["bs_position_m"], np.float64),
-            yaw_rad=float(np.deg2rad(attrs["bs_yaw_deg"])),
-        )
-    origin = None
-    if "geodetic_origin" in attrs:
-        lat, lon, alt = (float(v) for v in np.asarray(attrs["geodetic_origin"])[:3])
-        origin = GeodeticOrigin(
-            latitude_deg=lat,
-            longitude_deg=lon,
-            altitude_m=alt,
-            heading_deg=float(attrs.get("geodetic_heading_deg", 90.0)),
-        )
     if "rsrp_noiseless_dbm" in fields:
         truth = "noiseless"
     elif "h" in fields and weights is not None:
         truth = "channel"
     else:
         truth = "measured"
-    sensors = tuple(m for m in SENSOR_MODALITIES if MODALITY_FIELD[m] in fields)
     return TwinContext(
         path=str(store.path),
-        source=str(attrs["source"]),
-        num_beams=num_beams,
-        angles_deg=_readonly(angles),
-        frame_rate_hz=float(attrs["frame_rate_hz"]),
-        noise_power_dbm=float(attrs["noise_power_dbm"]),
-        tx_power_dbm=float(attrs["tx_power_dbm"]),
-        measurement_noise_db=float(attrs.get("measurement_noise_db", 0.0)),
+        source=str(store.attrs["source"]),
+        num_beams=deployment.num_beams,
+        angles_deg=_readonly(deployment.angles),
+        frame_rate_hz=deployment.frame_rate_hz,
+        noise_power_dbm=deployment.noise_power_dbm,
+        tx_power_dbm=deployment.tx_power_dbm,
+        measurement_noise_db=deployment.measurement_noise_db,
         truth=truth,
-        sensors=sensors,
+        sensors=tuple(m for m in SENSOR_MODALITIES if MODALITY_FIELD[m] in fields),
         fields=fields,
-        array=array,
+        array=deployment.array,
         weights=weights,
-        geodetic_origin=origin,
-        scenario_yaml=str(attrs.get("scenario_yaml", "")),
+        geodetic_origin=deployment.origin,
+        scenario_yaml=str(store.attrs.get("scenario_yaml", "")),
+        deployment=deployment,
     )
 
 
@@ -235,51 +213,11 @@ def _drive(group: h5py.Group, episode_id: str, index: int, context: TwinContext)
 
 
 def _load_sensors(replay: ReplaySet, modalities: list[str]) -> None:
-    shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     with h5py.File(replay.context.path, "r") as f:
+        reader = SensorReader(f)
         for drive in replay.drives:
-            group = f["episodes"][drive.id]
             for modality in modalities:
-                name = MODALITY_FIELD[modality]
-                link = group.get(name, getlink=True)
-                key = (name, link.path) if isinstance(link, h5py.SoftLink) else None
-                if key is None or key not in shared:
-                    converted = _observation_array(modality, group[name][()], group)
-                    if key is not None:
-                        shared[key] = converted
-                else:
-                    converted = shared[key]
-                drive.sensors[modality], drive.sensor_ok[modality] = converted
+                array = reader.read(drive.id, modality)
+                drive.sensors[modality], drive.sensor_ok[modality] = array.data, array.usable
                 if modality == "lidar":
-                    drive.lidar_count = _lidar_count(group, converted[0], shared)
-
-
-def _lidar_count(group: h5py.Group, points: np.ndarray, shared: dict) -> np.ndarray:
-    if "lidar_count" not in group:  # count the rows that are not padding
-        return _readonly(np.count_nonzero(np.any(points != 0, axis=2), axis=1).astype(np.int64))
-    link = group.get("lidar_count", getlink=True)
-    key = ("lidar_count", link.path) if isinstance(link, h5py.SoftLink) else None
-    if key is None or key not in shared:
-        count = _readonly(group["lidar_count"][()].astype(np.int64))
-        if key is not None:
-            shared[key] = count
-        return count
-    return shared[key]
-
-
-def _observation_array(modality: str, raw: np.ndarray, group: h5py.Group) -> tuple[np.ndarray, np.ndarray]:
-    """Store field → (observation array, per-frame usable flag), in the dtypes the spaces declare."""
-    frames = raw.shape[0]
-    ok = np.ones(frames, bool)
-    if modality == "radar":  # complex64 cube → float32 (..., 2) real/imag (Box spaces are real)
-        data = np.ascontiguousarray(raw, np.complex64).view(np.float32).reshape(*raw.shape, 2)
-    elif modality == "gps":  # NaN before the first fix: not usable yet
-        ok = ~np.isnan(raw).any(axis=1)
-        data = np.where(ok[:, None], raw, 0.0).astype(np.float64)
-    elif modality == "lidar":
-        data = np.nan_to_num(raw.astype(np.float32, copy=False))
-    elif modality == "position":
-        data = raw.astype(np.float32, copy=False)
-    else:
-        data = raw
-    return _readonly(data), _readonly(ok)
+                    drive.lidar_count = reader.lidar_count(drive.id, array.data)

@@ -295,6 +295,11 @@ class BeamSelectionEnv(gym.Env):
     def num_episodes(self) -> int:
         return len(self._drives)
 
+    @property
+    def drives(self) -> list[Drive]:
+        """The drives this environment replays (all of the store's, or the chosen `episodes`)."""
+        return list(self._drives)
+
 
 class BeamProbingEnv(BeamSelectionEnv):
     """Variant whose action also buys a sweep: MultiDiscrete([K, len(probe_widths)]). Action (k, i)

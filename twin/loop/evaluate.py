@@ -31,6 +31,7 @@ from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
+from twin.loop.rollout import rollout
 from twin.modalities import SENSOR_MODALITIES
 from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec
@@ -163,38 +164,12 @@ class _Runner:
 
 
 def replay_drive(runner: _Runner, drive: Drive, faults: FaultsConfig, seed: int) -> FrameRecord:
-    """Run one policy closed-loop over one drive; the decision loop is the Gymnasium loop."""
-    env, policy = runner.env, runner.policy
-    env.faults = faults
-    obs, _ = env.reset(options={"episode": drive.id, "fault_seed": seed})
-    policy.reset(env.context, np.random.default_rng([seed, drive.index, 7]))
-    frames = drive.num_frames
-    ranked = np.empty((frames, 3), np.int64)
-    clock = time.perf_counter
-    spent = 0.0
-    for t in range(frames):
-        start = clock()
-        decision = policy.act(obs, env)
-        spent += clock() - start
-        beams = np.atleast_1d(decision)
-        if beams.size >= 3:
-            ranked[t] = beams[:3]
-        else:  # fewer than three named: the last one repeated (scored as the policy's only guesses)
-            ranked[t] = beams[-1]
-            ranked[t, : beams.size] = beams
-        obs, _, _, _, _ = env.step(beams[0])
-    runner.act_seconds += spent
-    runner.decisions += frames
-    index = np.arange(frames)
-    measured = env.measured_dbm
-    return FrameRecord(
-        ranked=ranked,
-        oracle=env.oracle.copy(),
-        snr_db=env.snr_db[index, env.served],
-        oracle_snr_db=env.oracle_snr_db.copy(),
-        rsrp_diff_db=measured[index, env.measured_best] - measured[index, env.served],
-        overhead=env.overhead,
-    )
+    """Run one policy closed-loop over one drive (twin.loop.rollout), timing its decisions."""
+    latencies: list[float] = []
+    record = rollout(runner.env, runner.policy, drive, faults, seed, latencies)
+    runner.act_seconds += sum(latencies)
+    runner.decisions += len(latencies)
+    return record
 
 
 def evaluate(

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from learners.geometry import Deployment
 from learners.losses import focal_loss
 from learners.models.registry import ModelContext, build_model
 from learners.preprocess import PreprocessConfig, position_features
+from twin.store.deployment import Deployment
 
 K = 64
 BS = (0.0, -9.0, 2.5)

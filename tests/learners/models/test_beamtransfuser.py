@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from learners.geometry import Deployment
 from learners.losses import beam_targets, focal_loss
 from learners.models.beamtransfuser import PRESETS
 from learners.models.registry import ModelContext, build_model, model_options
 from twin.errors import ConfigError
+from twin.store.deployment import Deployment
 
 K = 64
 TINY_SHAPES = {"camera": (3, 36, 64), "lidar": (1, 32, 64), "radar": (2, 32, 32), "gps": (4,)}
