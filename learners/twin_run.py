@@ -23,9 +23,9 @@ from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
 from learners.train import TrainConfig, model_inputs, store_identity, train_config, train_or_load
 from twin.errors import ConfigError
+from twin.loop.drives import load_drives
 from twin.loop.evaluate import EvaluationConfig
 from twin.loop.plan import EvaluationPlan
-from twin.store import TwinStore
 from twin.validation import at_least, build, spec
 
 
@@ -116,8 +116,7 @@ def prepare_learned(
 def missing_fields(store: Path, settings: TrainConfig) -> list[str]:
     """The store fields a model's sensor inputs need that the store lacks."""
     _, _, preprocess, inputs = model_inputs(settings)
-    with TwinStore(store) as opened:
-        fields = set(opened.modalities)
+    fields = set(load_drives(store).context.fields)
     needed = input_fields(inputs, preprocess)
     return [f"{field!r} ({name})" for name, field in needed.items() if field not in fields]
 
@@ -140,8 +139,7 @@ def held_out_drives(
             trained[name] = set(split.get("train") or [])
     if not trained:
         return None
-    with TwinStore(store) as opened:
-        ids = list(opened.episode_ids)
+    ids = [drive.id for drive in load_drives(store).drives]
     seen = set().union(*trained.values())
     held_out = [i for i in ids if i not in seen]
     models = ", ".join(trained)

@@ -156,6 +156,9 @@ def write_store(
     return writer.finalize(1)
 
 
+_VALIDATED: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files that passed validation
+
+
 class TwinStore:
     """Read-only view of a complete, schema-valid store. Use as a context manager or call close()."""
 
@@ -167,11 +170,16 @@ class TwinStore:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
             raise StoreError(f"{self.path}: not a readable HDF5 file ({exc})") from exc
+        stat = self.path.stat()
+        identity = (str(self.path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if identity in _VALIDATED:  # this very file was validated in this process: do not again
+            return
         try:
             self._validate()
         except StoreError:
             self._file.close()
             raise
+        _VALIDATED.add(identity)
 
     def _validate(self) -> None:
         attrs = self._file.attrs
