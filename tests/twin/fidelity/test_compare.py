@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.compare import (
+from twin.fidelity.statistics import (
     Drive,
     MeasurementModel,
     NoiselessDrive,

@@ -1,0 +1,1 @@
+"""Twin versus reality: statistics of beam sweeps, their distances, calibration and figures."""
