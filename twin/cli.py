@@ -61,11 +61,12 @@ def _check_scenario_argument(argv: list[str]) -> None:
                     raise ConfigError(f"scenario={name}: unknown scenario; available: {', '.join(names)}")
 
 
-def entry_point(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
-    """Wrap a task as a Hydra app whose user errors print one line and exit with status 2."""
+def entry_point(task: Callable[[DictConfig], Any], config_name: str = "config") -> Callable[[], Any]:
+    """Wrap a task as a Hydra app (its config: `conf/<config_name>.yaml` beside the task's module)
+    whose user errors print one line and exit with status 2."""
     import hydra
 
-    hydra_task = hydra.main(version_base="1.3", config_path="conf", config_name="config")(task)
+    hydra_task = hydra.main(version_base="1.3", config_path="conf", config_name=config_name)(task)
 
     @functools.wraps(task)
     def main() -> Any:

@@ -39,9 +39,12 @@ def replay_of(cfg: DictConfig) -> ReplayConfig | None:
     return replay_config_from(OmegaConf.to_container(cfg.replay, resolve=True), prefix="replay")
 
 
-def resolve_store(cfg: DictConfig | Any, progress: bool = True, quiet: bool = False) -> ResolvedStore:
-    """Find, convert or generate the store `cfg` asks for; prints what was traced unless `quiet`."""
-    scenario = scenario_of(cfg)
+def resolve_store(
+    cfg: DictConfig | Any, progress: bool = True, quiet: bool = False, scenario: ScenarioConfig | None = None
+) -> ResolvedStore:
+    """Find, convert or generate the store `cfg` asks for; prints what was traced unless `quiet`.
+    `scenario` replaces the composed one (e.g. a variant without sensor rendering)."""
+    scenario = scenario or scenario_of(cfg)
     store = cfg.get("store")
     if store:
         path = Path(store)

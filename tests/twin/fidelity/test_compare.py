@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from twin.fidelity.statistics import (
-    Drive,
-    MeasurementModel,
-    NoiselessDrive,
-    calibrate,
-    compare,
-    detector_noise_db,
-    drop_events,
-    ks_distance,
-    ks_pvalue,
-    main,
-    remeasure,
-    runs,
-    sweep_statistics,
-    wasserstein,
-)
+from tests.conftest import REPO
+from twin.fidelity.calibration import MeasurementModel, calibrate, detector_noise_db, remeasure
+from twin.fidelity.distances import compare, ks_distance, ks_pvalue, wasserstein
+from twin.fidelity.statistics import Drive, NoiselessDrive, drop_events, runs, sweep_statistics
 from twin.store import Episode, write_store
 
 
@@ -142,22 +132,29 @@ def _store(path: Path, source: str, rsrp: list[np.ndarray], noiseless: bool) -> 
     return write_store(path, attrs, {}, episodes)
 
 
-def test_cli_prints_distances_and_writes_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_distances_and_writes_the_figure(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     real = _store(tmp_path / "real.h5", "deepsense", [_static_link(200, 32, 0.2, rng)], noiseless=False)
     twin_sweeps = [d.rsrp_noiseless_dbm for d in _moving_link(rng)]
     twin = _store(tmp_path / "twin.h5", "twin", twin_sweeps, noiseless=True)
     out = tmp_path / "out"
-    assert main(["--real", str(real), "--twin-store", str(twin), "--out", str(out), "--calibrate"]) == 0
-    printed = capsys.readouterr().out
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "twin.compare", *args, f"store={twin}", f"hydra.run.dir={out}"]
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    result = run(f"real={real}", "calibrate=true")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout
     assert (
         "KS D" in printed and "spread_db" in printed and "calibration    radio.tx_power_dbm 20 ->" in printed
     )
     report = json.loads((out / "compare.json").read_text())
     assert {d["statistic"] for d in report["distances"]} >= {"spread_db", "dwell_s", "blockage_depth_db"}
     assert (out / "compare.png").stat().st_size > 10_000
-    assert main(["--real", str(tmp_path / "nope"), "--twin-store", str(twin), "--out", str(out)]) == 2
-    assert "error: --real" in capsys.readouterr().err
+    missing = run(f"real={tmp_path / 'nope'}")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: real") and missing.stderr.count("\n") == 1
 
 
 def test_compare_reports_every_statistic() -> None:
