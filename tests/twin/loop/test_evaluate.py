@@ -18,7 +18,8 @@ from twin.errors import ConfigError
 from twin.loop.evaluate import _Runner, evaluate, evaluation_from, fault_grid, replay_drive
 from twin.loop.metrics import METRIC_NAMES, frame_metrics
 from twin.loop.policies import make_policy
-from twin.report.tables import TABLE_METRICS, write_report
+from twin.report import write_report
+from twin.report.tables import TABLE_METRICS
 from twin.scenario.config import ScenarioConfig
 from twin.scenario.faults import faults_from
 
