@@ -2,11 +2,14 @@
 
 - `learners.data`, `learners.preprocess`: windows of frames from a store as torch tensors with
   per-modality masks; camera, radar, LiDAR, GPS and RSRP preprocessing;
-- `learners.models`: the BeamPredictor interface and registry; `learners.baselines` (beam-history
-  GRU, Transformer and autoregressive model, GPS Kalman filter, position MLP) and
-  `learners.beamtransfuser`;
+- `learners.models`: the BeamPredictor interface and registry (`learners.models.registry`),
+  `learners.models.baselines` (beam-history GRU, Transformer and autoregressive model, GPS Kalman
+  filter, position MLP) and `learners.models.beamtransfuser`;
 - `learners.train`: training (`python -m learners.train`, or `train()` / `train_or_load()`);
   `learners.checkpoint`: safetensors + JSON checkpoints;
-- `learners.policy`: a checkpoint as a `twin.policies.Policy` (`load_policy`, registered names);
-  `learners.closed_loop`: scoring a policy on chosen drives; `learners.benchmarks`: the figures.
+- `learners.policy`: a checkpoint as a `twin.loop.policies.Policy` (`load_policy`, registered names);
+  `learners.closed_loop`: scoring a policy on chosen drives; `learners.benchmarks`: the figures;
+- `learners.twin_run`: the `learned` step of the twin's main job.
+
+The twin never imports this package: it finds it through the entry points in pyproject.toml.
 """

@@ -1,4 +1,4 @@
-"""Offline metrics of a predictor over a window dataset: top-1/top-3, DBA (twin.metrics, the
+"""Offline metrics of a predictor over a window dataset: top-1/top-3, DBA (twin.loop.metrics, the
 DeepSense definition), mean beam distance of the top-1 beam, and the loss; on the first target frame
 (the one served), plus top-1 per horizon when several frames are predicted."""
 

@@ -1,4 +1,4 @@
-"""A trained predictor as an environment policy (twin.policies.Policy).
+"""A trained predictor as an environment policy (twin.loop.policies.Policy).
 
 The adapter keeps its own history window, built frame by frame from the observations exactly as
 learners.data builds training windows: sensor inputs of the last H frames through the same

@@ -141,7 +141,7 @@ def test_trained_tiny_fuser_beats_random_and_matches_gps_in_closed_loop(
 
 
 def test_forked_evaluation_workers_run_the_model(fuser: Path, tiny_store: Path) -> None:
-    """twin.evaluate forks workers; torch's thread pool does not survive fork unless the adapter
+    """twin.loop.evaluate forks workers; torch's thread pool does not survive fork unless the adapter
     drops to one thread in the child (without it this run hangs)."""
     script = f"""
 import torch, learners.policy

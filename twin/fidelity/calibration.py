@@ -32,7 +32,7 @@ def remeasure(
     drives: Sequence[NoiselessDrive], stored_tx_dbm: float, model: MeasurementModel, seed: int = 0
 ) -> list[Drive]:
     """The sweeps a store generated with `model`'s radio values would hold: noiseless RSRP scales with
-    the transmit power; thermal noise and detector error are drawn as twin.codebook does."""
+    the transmit power; thermal noise and detector error are drawn as twin.radio.codebook does."""
     rng = np.random.default_rng(seed)
     shift = model.tx_power_dbm - stored_tx_dbm
     return [

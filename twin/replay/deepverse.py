@@ -20,7 +20,7 @@ Conversion: frame s of UE u is scene s (scenes at `frame_rate_hz`); a drive is o
 consecutive scenes (DeepVerse keeps a UE's index across the scenes of a dynamic scenario). Path
 gains sqrt(10^((P_l − P_tx)/10))·e^{jφ_l} feed the base station's ULA (`num_elements`,
 `spacing_wavelengths`, boresight `bs_yaw_deg`, or aimed at the UEs' mean bearing) along the DoD,
-so `RSRP_k = P_tx + 10 log10 |hᴴ w_k|²` exactly as in the twin (`twin.codebook`), with the same
+so `RSRP_k = P_tx + 10 log10 |hᴴ w_k|²` exactly as in the twin (`twin.radio.codebook`), with the same
 thermal noise and detector error for `rsrp_dbm`. The path table is stored, so injected blockage
 cuts paths as on twin data. Camera and LiDAR files of the first sensor listed are read per scene.
 """

@@ -158,7 +158,7 @@ def fit_yaw(
     bearing = np.arctan2(local_xy[ok, 1], local_xy[ok, 0])
     target = np.deg2rad(angles_deg[beams[ok]])
     yaws = np.deg2rad(np.arange(0.0, 360.0, 0.5))
-    # array angle of the UE: sin(theta) = u . axis = sin(bearing - yaw) (twin.codebook convention)
+    # array angle of the UE: sin(theta) = u . axis = sin(bearing - yaw) (twin.radio.codebook convention)
     theta = np.arcsin(np.sin(bearing[None, :] - yaws[:, None]))
     residual = np.median(np.abs(theta - target[None, :]), axis=1)
     best = int(np.argmin(residual))

@@ -251,7 +251,9 @@ class ScenarioConfig:
     ray_tracing: RayTracingConfig = spec(factory=RayTracingConfig)
     geodetic_origin: GeodeticOrigin = spec(factory=GeodeticOrigin)
     sensors: SensorsConfig = spec(factory=SensorsConfig)
-    faults: FaultsConfig = spec(factory=FaultsConfig)  # injected at replay time (twin.faults), not traced
+    faults: FaultsConfig = spec(
+        factory=FaultsConfig
+    )  # injected at replay time (twin.loop.faults), not traced
 
     def validate(self, prefix: str) -> None:
         carrier = self.radio.carrier_hz
