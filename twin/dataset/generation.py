@@ -18,24 +18,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import twin
+from twin.dataset.parallel import RunTask, automatic_workers, simulated_runs
+from twin.dataset.simulator import slots_in_run
+from twin.dataset.view import plan_run
 from twin.radio.codebook import (
     Codebook,
     UniformLinearArray,
-    measure_rsrp_dbm,
     noise_power_dbm,
-    rsrp_noiseless_dbm,
 )
 from twin.scenario.config import ScenarioConfig, config_digest, scenario_yaml
-from twin.sensors.base import FrameState
 from twin.sensors.camera import intrinsics, rotation
-from twin.sensors.gps import gps_track
-from twin.sensors.registry import build_sensors
-from twin.store import Episode, StoreWriter
+from twin.store import StoreWriter
 from twin.store.digest import source_digest
-from twin.trace.channel import ChannelTracer, PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
-from twin.trace.geometry import segments_hit_boxes
-from twin.trace.scene import ASSETS_DIR, TwinScene, load_vehicle_models
-from twin.trace.traffic import TrafficRun, make_run, pool_sizes
+from twin.trace.scene import ASSETS_DIR, load_vehicle_models
+from twin.trace.traffic import make_run, pool_sizes
 from twin.validation import to_dict
 
 log = logging.getLogger(__name__)
@@ -44,7 +40,7 @@ log = logging.getLogger(__name__)
 _GENERATION_SOURCES = (
     "validation.py", "modalities.py", "radio/", "scenario/config.py", "scenario/geodetic.py",
     "scenario/materials.py", "trace/", "sensors/", "store/schema.py", "store/hdf5.py",
-    "dataset/generation.py",
+    "dataset/generation.py", "dataset/simulator.py", "dataset/view.py",
 )  # fmt: skip
 
 
@@ -86,134 +82,6 @@ class GenerationStats:
         return (
             f"traced {self.frames} frames in {self.seconds:.1f} s ({self.frames_per_second:.1f} frames/s; "
             f"PathSolver {self.solver_seconds:.1f} s" + (f", {sensors}" if sensors else "") + ")"
-        )
-
-
-class DriveSimulator:
-    """Poses the scene frame by frame and turns traced paths into the schema's per-frame arrays."""
-
-    def __init__(self, config: ScenarioConfig, runs: list[TrafficRun]):
-        self.config = config
-        self.array = UniformLinearArray.from_config(config.base_station)
-        self.codebook = Codebook.from_config(config.base_station)
-        self.noise_dbm = noise_power_dbm(config.radio.bandwidth_hz, config.radio.noise_figure_db)
-        self.scene = TwinScene(config, pool_sizes(runs))
-        self.tracer = ChannelTracer(self.scene, config.ray_tracing)
-        self.sensors = build_sensors(config, self.scene)
-        self.sensor_seconds = {type(sensor).__name__: 0.0 for sensor in self.sensors}
-
-    def drives_in_run(self, run: int) -> int:
-        served = self.config.traffic.served_per_run
-        return max(0, min(served, self.config.dataset.drives - run * served))
-
-    def simulate(
-        self, run: TrafficRun, progress: tqdm | None = None
-    ) -> tuple[list[Episode], dict[str, np.ndarray]]:
-        """The run's episodes and the base-station sensor arrays they share."""
-        cfg = self.config
-        count = self.drives_in_run(run.run)
-        served = run.served[:count]
-        antennas = run.antenna_positions(cfg.traffic.ue_antenna_above_roof_m)[:, :count]
-        velocities = run.velocities[served]
-        tables = []
-        sensed: dict[str, list[np.ndarray]] = {}
-        for frame in range(cfg.dataset.frames_per_drive):
-            self.scene.pose(run, frame)  # one scene state feeds the channels and every sensor
-            tables.append(self.tracer(antennas[frame], velocities))
-            state = FrameState(self.scene, run, frame)
-            for sensor in self.sensors:
-                start = time.perf_counter()
-                for name, array in sensor(state).items():
-                    sensed.setdefault(name, []).append(array)
-                self.sensor_seconds[type(sensor).__name__] += time.perf_counter() - start
-            if progress is not None:
-                progress.update(count)
-        shared = {name: np.stack(arrays) for name, arrays in sensed.items()}
-        # (T, S, ...) per field, then one episode per served vehicle.
-        width = max(t.gain.shape[1] for t in tables)
-        stacked = PathTable(
-            *(np.stack([getattr(t.padded(width), f) for t in tables]) for f in PathTable.__dataclass_fields__)
-        )
-        blocked = self._blocked(run, antennas, served)
-        rng = np.random.default_rng([cfg.seed, run.run, 1])
-        episodes = [
-            self._episode(run, j, int(served[j]), stacked, antennas[:, j], blocked[:, j], rng)
-            for j in range(count)
-        ]
-        return episodes, shared
-
-    def _blocked(self, run: TrafficRun, antennas: np.ndarray, served: np.ndarray) -> np.ndarray:
-        """(T, S): whether another vehicle's box cuts the segment from the base station to each UE."""
-        frames, count = antennas.shape[:2]
-        sizes = run.sizes
-        half = sizes / 2
-        bs = np.asarray(self.config.base_station.position_m, np.float64)
-        out = np.zeros((frames, count), bool)
-        for t in range(frames):
-            centers = run.positions[t].copy()
-            centers[:, 2] = half[:, 2]
-            hits = segments_hit_boxes(np.repeat(bs[None], count, 0), antennas[t], centers, half, run.yaws)
-            hits[np.arange(count), served] = False  # a UE is never blocked by its own car
-            out[t] = hits.any(axis=1)
-        return out
-
-    def _episode(
-        self,
-        run: TrafficRun,
-        slot: int,
-        vehicle: int,
-        paths: PathTable,
-        antenna: np.ndarray,
-        blocked: np.ndarray,
-        rng: np.random.Generator,
-    ) -> Episode:
-        cfg = self.config
-        own = PathTable(*(getattr(paths, f)[:, slot] for f in PathTable.__dataclass_fields__))
-        kept, dropped = own.truncated(cfg.ray_tracing.max_paths_stored)
-        h = narrowband_channel(own, self.array)
-        rsrp_true = rsrp_noiseless_dbm(h, self.codebook, cfg.radio.tx_power_dbm)
-        rsrp = measure_rsrp_dbm(rsrp_true, self.noise_dbm, cfg.radio.measurement_noise_db, rng)
-        frames = len(h)
-        data = {
-            "t": np.arange(frames, dtype=np.float64) / cfg.dataset.frame_rate_hz,
-            "ue_pos": antenna.astype(np.float32),
-            "ue_vel": np.repeat(run.velocities[vehicle][None], frames, 0).astype(np.float32),
-            "h": h,
-            "rsrp_dbm": rsrp.astype(np.float32),
-            "rsrp_noiseless_dbm": rsrp_true.astype(np.float32),
-            "best_beam": np.argmax(rsrp, axis=-1).astype(np.int16),
-            "los": own.los,
-            "blocked": blocked,
-        }
-        if cfg.radio.num_subcarriers > 0:
-            offsets = subcarrier_offsets(cfg.radio.bandwidth_hz, cfg.radio.num_subcarriers)
-            data["csi"] = ofdm_channel(own, self.array, cfg.radio.carrier_hz, offsets)
-        if cfg.sensors.gps.enabled:
-            gps_rng = np.random.default_rng([cfg.seed, run.run, slot, 2])
-            data["gps"], data["gps_valid"] = gps_track(
-                cfg.sensors.gps, cfg.geodetic_origin, antenna, cfg.dataset.frame_rate_hz, gps_rng
-            )
-        vehicle_info = run.vehicles[vehicle]
-        return Episode(
-            id=f"run{run.run:05d}-ue{slot:02d}",
-            data=data,
-            groups={
-                "paths": {f: getattr(kept, f) for f in PathTable.__dataclass_fields__},
-                "traffic": {
-                    "positions": run.positions.astype(np.float32),
-                    "yaws": run.yaws.astype(np.float32),
-                    "sizes": run.sizes.astype(np.float32),
-                    "kinds": np.array([v.kind for v in run.vehicles], dtype="S"),
-                },
-            },
-            attrs={
-                "run": run.run,
-                "vehicle_index": vehicle,
-                "lane": vehicle_info.lane,
-                "direction": vehicle_info.direction,
-                "speed_mps": float(np.linalg.norm(run.velocities[vehicle])),
-                "paths_dropped": int(dropped.sum()),
-            },
         )
 
 
@@ -266,38 +134,62 @@ def root_attributes(config: ScenarioConfig, codebook: Codebook) -> dict:
     }
 
 
+def run_indices(config: ScenarioConfig) -> list[int]:
+    """The traffic runs of the dataset: `dataset.first_run` on, one per `served_per_run` drives."""
+    return [config.dataset.first_run + i for i in range(config.num_runs)]
+
+
 def generate(
-    config: ScenarioConfig, cache_dir: str | Path, progress: bool = True
+    config: ScenarioConfig, cache_dir: str | Path, progress: bool = True, workers: int = 0
 ) -> tuple[Path, GenerationStats]:
-    """Build (or find) the dataset of `config`; resumes a killed generation where it stopped."""
+    """Build (or find) the dataset of `config`; resumes a killed generation where it stopped.
+    `workers` processes trace runs side by side (0: two on a machine with two or more cores when
+    there are enough frames to pay for starting them); the store does not depend on how many."""
     path = store_path(config, cache_dir)
     stats = GenerationStats()
     if path.exists():
         return path, stats
     models = load_vehicle_models(config)
     sizes = {kind: model.size_m for kind, model in models.items()}
-    runs = [make_run(config, r, sizes) for r in range(config.num_runs)]
+    runs = [make_run(config, r, sizes) for r in run_indices(config)]
     codebook = Codebook.from_config(config.base_station)
     constants = {"codebook/angles_deg": np.rad2deg(codebook.angles_rad), "codebook/weights": codebook.weights}
+    errors = UniformLinearArray.from_config(config.base_station).element_gain
+    if errors is not None:  # the real elements' gains; the codebook's weights stay the ideal ones
+        constants["codebook/element_gain"] = errors.astype(np.complex64)
     writer = StoreWriter(path, root_attributes(config, codebook), constants)
     done = writer.completed_runs()
     todo = [run for run in runs if run.run not in done]
     if todo:
-        simulator = DriveSimulator(config, runs)
-        total = sum(simulator.drives_in_run(r.run) for r in todo) * config.dataset.frames_per_drive
+        rigs = config.traffic.ue_rig.enabled
+        pools = {  # one scene per layout, with enough vehicles for any of its runs
+            layout: pool_sizes([r for r in runs if r.layout == layout], rigs=rigs)
+            for layout in {r.layout for r in runs}
+        }
+        plans = {run.run: plan_run(config, run, slots_in_run(config, run.run)) for run in todo}
+        frames = {index: plan.drive_frames for index, plan in plans.items()}
+        total = sum(frames.values())
+        ordered = sorted(todo, key=lambda r: r.layout)
+        tasks = [RunTask(config, run.layout, pools[run.layout], run.run) for run in ordered]
+        workers = workers or automatic_workers(total)
         start = time.perf_counter()
+        solver_s, sensor_s = 0.0, {}
         with tqdm(
             total=total, unit="frame", desc=f"tracing {config.name}", disable=not progress, mininterval=0.5
         ) as bar:
-            for run in todo:
-                episodes, shared = simulator.simulate(run, bar)
-                writer.write_run(run.run, episodes, shared)
+            for result in simulated_runs(tasks, workers, bar if workers == 1 else None):
+                writer.write_run(result.run, result.episodes, result.shared)
+                solver_s += result.solver_seconds
+                for name, seconds in result.sensor_seconds.items():
+                    sensor_s[name] = sensor_s.get(name, 0.0) + seconds
+                if workers > 1:
+                    bar.update(frames[result.run])
         stats = GenerationStats(
             frames=total,
             seconds=time.perf_counter() - start,
-            solver_seconds=simulator.tracer.timer.solver_s,
-            sensor_seconds=dict(simulator.sensor_seconds),
-            steps=len(todo) * config.dataset.frames_per_drive,
+            solver_seconds=solver_s,
+            sensor_seconds=sensor_s,
+            steps=sum(len(plan.frames) for plan in plans.values()),
         )
-    writer.finalize(len(runs))
+    writer.finalize(run_indices(config))
     return path, stats

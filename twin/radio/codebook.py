@@ -19,20 +19,38 @@ from twin.scenario.config import BaseStationConfig
 BOLTZMANN_DBM_PER_HZ = -174.0  # thermal noise density at 290 K
 
 
+def element_errors(
+    num_elements: int, gain_error_db: float, phase_error_deg: float, seed: int
+) -> np.ndarray | None:
+    """(N,) complex gains of real elements: log-normal amplitude (std `gain_error_db`) and Gaussian
+    phase (std `phase_error_deg`) errors drawn once from `seed`; None when both are zero (ideal)."""
+    if gain_error_db == 0 and phase_error_deg == 0:
+        return None
+    rng = np.random.default_rng([seed, 17])
+    amplitude_db = rng.normal(0.0, gain_error_db, num_elements)
+    phase = np.deg2rad(rng.normal(0.0, phase_error_deg, num_elements))
+    return 10 ** (amplitude_db / 20) * np.exp(1j * phase)
+
+
 @dataclass(frozen=True)
 class UniformLinearArray:
     num_elements: int
     spacing_wavelengths: float
     position: np.ndarray  # (3,) array centre, metres
     yaw_rad: float  # boresight azimuth
+    element_gain: np.ndarray | None = None  # (N,) complex errors of the real elements; None: ideal
 
     @classmethod
     def from_config(cls, bs: BaseStationConfig) -> UniformLinearArray:
+        array = bs.array
         return cls(
-            num_elements=bs.array.num_elements,
-            spacing_wavelengths=bs.array.spacing_wavelengths,
+            num_elements=array.num_elements,
+            spacing_wavelengths=array.spacing_wavelengths,
             position=np.asarray(bs.position_m, np.float64),
             yaw_rad=float(np.deg2rad(bs.yaw_deg)),
+            element_gain=element_errors(
+                array.num_elements, array.gain_error_db, array.phase_error_deg, array.error_seed
+            ),
         )
 
     @property
@@ -64,9 +82,18 @@ class UniformLinearArray:
     def steering(
         self, sin_theta: np.ndarray | float, wavelength_scale: np.ndarray | float = 1.0
     ) -> np.ndarray:
-        """Array response (..., N) for sin(theta); `wavelength_scale` = f / f_carrier for wideband use."""
+        """Ideal steering vector (..., N) for sin(theta) (what a codebook is designed with);
+        `wavelength_scale` = f / f_carrier for wideband use."""
         phase = 2j * np.pi * self.element_offsets * np.asarray(wavelength_scale)[..., None]
         return np.exp(phase * np.asarray(sin_theta, np.float64)[..., None])
+
+    def response(
+        self, sin_theta: np.ndarray | float, wavelength_scale: np.ndarray | float = 1.0
+    ) -> np.ndarray:
+        """What the real elements receive (..., N): the steering vector with their gain and phase
+        errors. Channels are built with this; beams with the ideal `steering`."""
+        steering = self.steering(sin_theta, wavelength_scale)
+        return steering if self.element_gain is None else steering * self.element_gain
 
 
 @dataclass(frozen=True)

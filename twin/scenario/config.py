@@ -38,6 +38,11 @@ class ArrayConfig:
     num_elements: int = spec(16, check=between(1, 1024))
     spacing_wavelengths: float = spec(0.5, check=between(0.05, 4.0))
     pattern: str = spec("iso", check=one_of(*ANTENNA_PATTERNS))
+    # Per-element gain and phase errors of the real hardware (std, drawn once from `error_seed`): they
+    # fill the ideal ULA's nulls and raise its sidelobes; the codebook still assumes the ideal array.
+    gain_error_db: float = spec(0.0, check=between(0, 20))
+    phase_error_deg: float = spec(0.0, check=between(0, 180))
+    error_seed: int = spec(0, check=at_least(0))
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class BuildingsConfig:
     height_m: tuple[float, float] = spec((8.0, 25.0), check=ordered_pair(1.0))
     gap_m: tuple[float, float] = spec((2.0, 8.0), check=ordered_pair(0.0))
     materials: tuple[str, ...] = spec(("concrete", "glass", "metal"))
+    layouts: int = spec(1, check=between(1, 64))  # run r drives through layout r % layouts (seed + layout)
 
     def validate(self, prefix: str) -> None:
         if not self.materials:
@@ -113,6 +119,20 @@ class VehicleKindConfig:
 
 
 @dataclass(frozen=True)
+class RigConfig:
+    """The UE's roof rig (DeepSense unit 2: a box of sensors and the mmWave array on the roof rack):
+    what makes the served car visible as the UE to the base station's camera and LiDAR."""
+
+    enabled: bool = spec(False)
+    size_m: tuple[float, float, float] = spec((0.5, 0.4, 0.3), check=each_between(0.01, 5))  # l, w, h
+    material: str = spec("metal")
+    color_rgb: tuple[float, float, float] = spec((1.0, 0.45, 0.0), check=each_between(0, 1))
+
+
+UE_ANTENNA_MOUNTS = ("roof_center", "rig_side")
+
+
+@dataclass(frozen=True)
 class TrafficConfig:
     speed_kmh: tuple[float, float] = spec((25.0, 50.0), check=ordered_pair(0.0))
     gap_m: tuple[float, float] = spec((6.0, 25.0), check=ordered_pair(0.5))  # bumper to bumper
@@ -120,18 +140,57 @@ class TrafficConfig:
     served_per_run: int = spec(4, check=between(1, 1000))  # cars carrying a UE; each gives one drive
     mix: dict[str, float] = spec(factory=lambda: {"car": 0.7, "van": 0.2, "bus": 0.1})
     served_kind: str = spec("car")
-    ue_antenna_above_roof_m: float = spec(0.1, check=between(0.01, 5))
+    served_mix: dict[str, float] = spec(factory=dict)  # kinds of served vehicles; {}: served_kind only
+    # A platoon's speed changes: segments of constant acceleration [braking, speeding up] in m/s^2
+    # lasting `speed_change_s`; (0, 0): constant speed.
+    acceleration_mps2: tuple[float, float] = spec((0.0, 0.0), check=ordered_pair())
+    speed_change_s: tuple[float, float] = spec((1.0, 3.0), check=ordered_pair(0.1))
+    empty_lane_probability: float = spec(0.0, check=between(0, 1))  # lanes without a served car
+    # Lanes of the served cars: spread evenly from the first lane on, or drawn per run (both lanes and
+    # directions appear even with one served car per run).
+    served_lanes: str = spec("even", check=one_of("even", "random"))
+    ue_antenna_above_roof_m: float = spec(0.1, check=between(0.01, 5))  # above the roof, or the rig
+    ue_antenna_pattern: str = spec("iso", check=one_of(*ANTENNA_PATTERNS))
+    # roof_center: on the roof's centre, pointing up; rig_side: on the rig's side facing the base
+    # station's side of the street (the directive pattern's boresight), so the roof does not reflect.
+    ue_antenna_mount: str = spec("roof_center", check=one_of(*UE_ANTENNA_MOUNTS))
+    ue_rig: RigConfig = spec(factory=RigConfig)
 
     def validate(self, prefix: str) -> None:
         if any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ConfigError(f"{prefix}.mix = {self.mix}: expected non-negative weights with a positive sum")
+        if self.served_mix and (
+            any(w < 0 for w in self.served_mix.values()) or sum(self.served_mix.values()) <= 0
+        ):
+            raise ConfigError(
+                f"{prefix}.served_mix = {self.served_mix}: expected non-negative weights with a positive sum"
+            )
+        low, high = self.acceleration_mps2
+        if low > 0 or high < 0:
+            raise ConfigError(
+                f"{prefix}.acceleration_mps2 = {list(self.acceleration_mps2)}: expected [braking <= 0, "
+                "speeding up >= 0]"
+            )
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """A drive as a DeepSense sequence: the part of the served car's pass inside the base station's
+    view. Frames outside it are neither traced nor rendered."""
+
+    enabled: bool = spec(False)  # False: a drive is the whole run window
+    margin_deg: float = spec(10.0, check=between(0, 90))  # beyond the codebook sector, each side
+    camera: bool = spec(True)  # also inside the camera's horizontal field of view (when it is on)
+    min_frames: int = spec(5, check=between(1, 100_000))  # shorter passes give no drive
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     drives: int = spec(40, check=between(1, 1_000_000))
-    frames_per_drive: int = spec(100, check=between(1, 100_000))
+    frames_per_drive: int = spec(100, check=between(1, 100_000))  # the run window (view: the longest drive)
     frame_rate_hz: float = spec(10.0, check=between(0.1, 10_000))
+    view: ViewConfig = spec(factory=ViewConfig)
+    first_run: int = spec(0, check=between(0, 1_000_000_000))  # runs first_run, first_run + 1, ...
 
 
 @dataclass(frozen=True)
@@ -165,7 +224,8 @@ class CameraConfig:
     look_at_m: tuple[float, float, float] = spec((0.0, 0.0, 1.0))
     horizontal_fov_deg: float = spec(90.0, check=between(1, 170))
     resolution: tuple[int, int] = spec((320, 180), check=each_between(8, 8192))  # width, height
-    lighting: str = spec("day", check=one_of("day", "night"))
+    lighting: str = spec("day", check=one_of("day", "night", "mixed"))  # mixed: per run, night_share
+    night_share: float = spec(0.5, check=between(0, 1))
 
 
 @dataclass(frozen=True)
@@ -215,6 +275,9 @@ class GpsConfig:
 
     enabled: bool = spec(True)
     noise_m: float = spec(0.5, check=between(0, 100))  # std per horizontal axis (RTK ~0.02, consumer ~3)
+    # A slowly drifting bias per axis (first-order Gauss-Markov: std, correlation time).
+    bias_std_m: float = spec(0.0, check=between(0, 100))
+    bias_correlation_s: float = spec(30.0, check=at_least(0.01))
     update_rate_hz: float = spec(10.0, check=between(0.01, 1000))
     outage_rate_per_s: float = spec(0.0, check=between(0, 100))  # outages starting per second of driving
     outage_duration_s: tuple[float, float] = spec((0.5, 2.0), check=ordered_pair(0.0))
@@ -268,6 +331,20 @@ class ScenarioConfig:
                     f"{prefix}.traffic.mix.{kind}: unknown vehicle kind; "
                     f"defined kinds: {', '.join(self.vehicles)}"
                 )
+        for kind in self.traffic.served_mix:
+            if kind not in self.vehicles:
+                raise ConfigError(
+                    f"{prefix}.traffic.served_mix.{kind}: unknown vehicle kind; "
+                    f"defined kinds: {', '.join(self.vehicles)}"
+                )
+        check_material(self.traffic.ue_rig.material, carrier, f"{prefix}.traffic.ue_rig.material")
+        sensors_on = [n for n in ("camera", "lidar", "radar") if getattr(self.sensors, n).enabled]
+        if self.dataset.view.enabled and self.traffic.served_per_run > 1 and sensors_on:
+            raise ConfigError(
+                f"{prefix}.traffic.served_per_run = {self.traffic.served_per_run}: expected 1 with "
+                f"dataset.view on and base-station sensors on ({', '.join(sensors_on)}): each drive "
+                "needs sensor frames of its own; several UEs per run are for RF-only scenarios"
+            )
         if self.traffic.served_kind not in self.vehicles:
             raise ConfigError(
                 f"{prefix}.traffic.served_kind = {self.traffic.served_kind!r}: expected one of "

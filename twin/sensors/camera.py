@@ -15,6 +15,7 @@ from twin.sensors.base import FrameState
 from twin.sensors.raycast import Hits, cast
 from twin.store.schema import FIELDS_BY_NAME
 from twin.trace.scene import BUILDING, GROUND, TwinScene
+from twin.trace.traffic import RIG
 
 _SUN = np.array([-0.45, -0.55, 0.70]) / np.linalg.norm([-0.45, -0.55, 0.70])
 _MATERIAL_RGB = {
@@ -79,8 +80,7 @@ class Camera:
         self.config = config.sensors.camera
         self.origin = np.asarray(self.config.position_m, np.float64)
         self.rays = pixel_rays(self.config)
-        self.night = self.config.lighting == "night"
-        self.sky = self._sky()  # the same every frame
+        self.skies = {night: self._sky(night) for night in (False, True)}  # the same every frame
         street = config.street
         lamp_x = np.arange(-street.length_m / 2, street.length_m / 2 + 1, 30.0)
         lamp_y = street.width_m / 2 + 0.5
@@ -94,11 +94,12 @@ class Camera:
         width, height = self.config.resolution
         hits = cast(state.twin, state.run, self.origin, self.rays)
         albedo = self._albedo(state, hits)
-        if self.night:
+        night = self.is_night(state)
+        if night:
             light, glow = self._night_light(state, hits)
         else:
             light, glow = self._day_light(state, hits), 0.0
-        rgb = np.where(hits.hit[:, None], albedo * light + glow, self.sky)
+        rgb = np.where(hits.hit[:, None], albedo * light + glow, self.skies[night])
         image = (255 * np.clip(rgb, 0, 1) ** (1 / 2.2)).round().astype(np.uint8)
         return (
             image.reshape(height, width, 3),
@@ -106,9 +107,13 @@ class Camera:
             hits.distance.reshape(height, width),
         )
 
-    def _sky(self) -> np.ndarray:
+    def is_night(self, state: FrameState) -> bool:
+        """The lighting of the frame: the camera's, or with `mixed` the run's (drawn per run)."""
+        return state.run.night if self.config.lighting == "mixed" else self.config.lighting == "night"
+
+    def _sky(self, night: bool) -> np.ndarray:
         up = np.clip(self.rays[:, 2:3], 0, 1)
-        if self.night:
+        if night:
             return (1 - up) * np.array([0.02, 0.025, 0.05]) + up * np.array([0.0, 0.0, 0.01])
         return (1 - up) * np.array([0.75, 0.82, 0.92]) + up * np.array([0.35, 0.55, 0.85])
 
@@ -122,6 +127,8 @@ class Camera:
                 albedo[mask] = self._ground(hits.point[mask])
             elif surface.category == BUILDING:
                 albedo[mask] = _MATERIAL_RGB.get(surface.material, (0.6, 0.6, 0.6))
+            elif surface.category == RIG:
+                albedo[mask] = self.scenario.traffic.ue_rig.color_rgb
             else:
                 vehicle = int(hits.label[mask][0])
                 albedo[mask] = self._vehicle(state, vehicle, hits.point[mask], hits.normal[mask])

@@ -27,6 +27,20 @@ def fix_schedule(
     return fresh & ~outage
 
 
+def drifting_bias(
+    frames: int, frame_rate_hz: float, std_m: float, correlation_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """(T, 2) a stationary first-order Gauss-Markov bias per axis: std `std_m`, correlation
+    exp(-lag / correlation_s) (an RTK receiver's slowly wandering error)."""
+    phi = float(np.exp(-1.0 / (frame_rate_hz * correlation_s)))
+    steps = rng.normal(0.0, std_m * np.sqrt(1 - phi**2), (frames, 2))
+    bias = np.empty((frames, 2))
+    bias[0] = rng.normal(0.0, std_m, 2)
+    for t in range(1, frames):
+        bias[t] = phi * bias[t - 1] + steps[t]
+    return bias
+
+
 def gps_track(
     config: GpsConfig,
     origin: GeodeticOrigin,
@@ -39,6 +53,11 @@ def gps_track(
     frames = len(positions)
     valid = fix_schedule(config, frames, frame_rate_hz, rng)
     noisy = positions[:, :2] + rng.normal(0.0, config.noise_m, (frames, 2))
+    if config.bias_std_m > 0:  # own stream: a scenario without a bias keeps its draws
+        bias_rng = np.random.default_rng(rng.integers(2**63))
+        noisy = noisy + drifting_bias(
+            frames, frame_rate_hz, config.bias_std_m, config.bias_correlation_s, bias_rng
+        )
     fixes = local_to_geodetic(origin, noisy)
     latest = np.maximum.accumulate(np.where(valid, np.arange(frames), -1))
     track = np.where((latest >= 0)[:, None], fixes[np.maximum(latest, 0)], np.nan)

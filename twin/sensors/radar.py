@@ -241,7 +241,7 @@ class FmcwRadar:
             * self.wavelength_m**2
             / ((4 * np.pi) ** 3 * distance**4)
         )
-        velocities = np.repeat(run.velocities, num_points, axis=0)
+        velocities = np.repeat(run.velocity_at(frame), num_points, axis=0)
         echoes = Echoes(
             amplitude=np.sqrt(power_mw).astype(np.complex128),
             delay_s=2 * distance / SPEED_OF_LIGHT,

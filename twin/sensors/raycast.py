@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.trace.scene import BUILDING, GROUND, TwinScene
-from twin.trace.traffic import TrafficRun
+from twin.trace.traffic import RIG, TrafficRun
 
-MISS, GROUND_LABEL, BUILDING_LABEL = -3, -1, -2
+MISS, GROUND_LABEL, BUILDING_LABEL, RIG_LABEL = -3, -1, -2, -4
 
 
 @dataclass(frozen=True)
 class Hits:
     distance: np.ndarray  # (n,) metres, inf where nothing was hit
-    label: np.ndarray  # (n,) int16: vehicle index (>= 0), GROUND_LABEL, BUILDING_LABEL or MISS
+    label: np.ndarray  # (n,) int16: vehicle index (>= 0), GROUND_LABEL, BUILDING_LABEL, RIG_LABEL or MISS
     object_id: np.ndarray  # (n,) scene object id, 0 where nothing was hit
     normal: np.ndarray  # (n, 3) unit surface normal, facing the ray's origin
     point: np.ndarray  # (n, 3) hit point, local metres
@@ -65,6 +65,8 @@ def cast(twin: TwinScene, run: TrafficRun, origins: np.ndarray, directions: np.n
             label[mask] = GROUND_LABEL
         elif surface.category == BUILDING:
             label[mask] = BUILDING_LABEL
+        elif surface.category == RIG:
+            label[mask] = RIG_LABEL  # the UE's rig: normals stay in the world frame (yaw is 0 or pi)
         else:
             vehicle = vehicle_of.get(int(oid), -1)
             label[mask] = vehicle

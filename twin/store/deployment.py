@@ -41,6 +41,9 @@ class Deployment:
     lidar_position_m: Vector | None = None  # (3,)
     sensors: dict[str, Any] = field(default_factory=dict)  # the store's sensor configuration (JSON)
     codebook_from_store: bool = True  # False: angles assumed (DEFAULT_CODEBOOK_DEG)
+    # The real elements' gain (dB) and phase (deg) errors; empty: an ideal array.
+    element_gain_db: Vector = ()
+    element_phase_deg: Vector = ()
 
     @property
     def angles(self) -> np.ndarray:
@@ -51,11 +54,17 @@ class Deployment:
         """The base station's ULA, or None when the store lacks its pose."""
         if self.bs_position_m is None or self.bs_yaw_deg is None:
             return None
+        errors = None
+        if self.element_gain_db:
+            errors = 10 ** (np.asarray(self.element_gain_db) / 20) * np.exp(
+                1j * np.deg2rad(self.element_phase_deg)
+            )
         return UniformLinearArray(
             num_elements=self.num_antennas,
             spacing_wavelengths=self.spacing_wavelengths,
             position=np.asarray(self.bs_position_m, np.float64),
             yaw_rad=float(np.deg2rad(self.bs_yaw_deg)),
+            element_gain=errors,
         )
 
     @property
@@ -89,6 +98,8 @@ class Deployment:
             lidar_position_m=vector("lidar_position_m"),
             sensors=dict(data.get("sensors") or {}),
             codebook_from_store=bool(data.get("codebook_from_store", True)),
+            element_gain_db=tuple(float(v) for v in data.get("element_gain_db", ())),
+            element_phase_deg=tuple(float(v) for v in data.get("element_phase_deg", ())),
         )
 
 
@@ -118,6 +129,10 @@ def read_deployment(store: TwinStore) -> Deployment:
     origin = _vector(attrs, "geodetic_origin", 3)
     if origin is not None:
         origin = (*origin, float(attrs.get("geodetic_heading_deg", 90.0)))
+    try:
+        errors = np.asarray(store.constant("codebook/element_gain"), np.complex128)
+    except StoreError:  # an ideal array (or a recording: its errors are in the data)
+        errors = np.zeros(0, np.complex128)
     return Deployment(
         num_beams=num_beams,
         angles_deg=tuple(float(a) for a in angles),
@@ -133,4 +148,6 @@ def read_deployment(store: TwinStore) -> Deployment:
         lidar_position_m=_vector(attrs, "lidar_position_m", 3),
         sensors=json.loads(attrs["sensors"]) if "sensors" in attrs else {},
         codebook_from_store=known,
+        element_gain_db=tuple(float(v) for v in 20 * np.log10(np.abs(errors))),
+        element_phase_deg=tuple(float(v) for v in np.rad2deg(np.angle(errors))),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,11 @@ class StoreWriter:
             f.attrs["complete"] = True
         os.replace(tmp, final)
 
-    def finalize(self, runs: int) -> Path:
-        """Merge all run parts into the dataset file; the parts folder is removed afterwards."""
-        missing = sorted(set(range(runs)) - self.completed_runs())
+    def finalize(self, runs: int | Sequence[int]) -> Path:
+        """Merge all run parts (`runs`: their indices, or their count from 0) into the dataset file;
+        the parts folder is removed afterwards."""
+        runs = list(range(runs)) if isinstance(runs, int) else list(runs)
+        missing = sorted(set(runs) - self.completed_runs())
         if missing:
             raise StoreError(f"{self.path}: cannot finalize, runs {missing[:5]} are not written yet")
         tmp = _atomic_path(self.path)
@@ -134,7 +136,7 @@ class StoreWriter:
             for name, array in self.constants.items():
                 out.create_dataset(name, data=array)
             episodes = out.create_group("episodes")
-            for run in range(runs):
+            for run in runs:
                 with h5py.File(self._part(run), "r") as part:
                     for run_name in part.get("runs", {}):
                         part.copy(part["runs"][run_name], out.require_group("runs"), name=run_name)

@@ -35,7 +35,12 @@ EPISODE_FIELDS: tuple[Field, ...] = (
     Field("camera", "uint8", ("H", "W", 3), "BS camera RGB"),
     Field("lidar", "float32", ("P", 4), "BS LiDAR points x, y, z (local metres), intensity; padded"),
     Field("lidar_count", "int32", (), "valid LiDAR points in the frame"),
-    Field("lidar_object", "int16", ("P",), "hit: vehicle index in traffic/ (>= 0), -1 ground, -2 building"),
+    Field(
+        "lidar_object",
+        "int16",
+        ("P",),
+        "hit: vehicle index in traffic/ (>= 0), -1 ground, -2 building, -4 UE rig",
+    ),
     Field("radar", "complex64", ("Rx", "Samples", "Chirps"), "BS FMCW IF data cube"),
     Field("gps", "float64", (2,), "UE latitude, longitude in degrees (last fix; NaN before the first)"),
     Field("gps_valid", "bool", (), "a fix arrived this frame (False between updates and in outages)"),

@@ -93,7 +93,7 @@ class PathTable:
 
 def narrowband_channel(paths: PathTable, array: UniformLinearArray) -> np.ndarray:
     """h (..., N): the sum over paths of gain x array response in the departure direction."""
-    steering = array.steering(array.sin_angle(paths.departure.astype(np.float64)))
+    steering = array.response(array.sin_angle(paths.departure.astype(np.float64)))
     gain = np.where(paths.valid, paths.gain, 0).astype(np.complex128)
     return np.einsum("...l,...ln->...n", gain, steering).astype(np.complex64)
 
@@ -104,7 +104,7 @@ def ofdm_channel(
     """CSI (..., N, S) at subcarrier offsets from the carrier (delay phase and frequency-scaled array)."""
     scale = (carrier_hz + offsets_hz) / carrier_hz  # (S,)
     sin_theta = array.sin_angle(paths.departure.astype(np.float64))  # (..., L)
-    steering = array.steering(sin_theta[..., None], scale)  # (..., L, S, N)
+    steering = array.response(sin_theta[..., None], scale)  # (..., L, S, N)
     delay_phase = np.exp(
         -2j * np.pi * paths.delay_s[..., None].astype(np.float64) * offsets_hz
     )  # (..., L, S)
@@ -143,18 +143,22 @@ class ChannelTracer:
         self.timer = TraceTimer()
         self._carrier_hz = twin.config.radio.carrier_hz
 
-    def __call__(self, positions: np.ndarray, velocities: np.ndarray) -> PathTable:
+    def __call__(
+        self, positions: np.ndarray, velocities: np.ndarray, yaws: np.ndarray | None = None
+    ) -> PathTable:
+        """Paths to receivers at `positions` moving at `velocities`, their antennas facing `yaws`."""
         positions = np.asarray(positions, np.float64).reshape(-1, 3)
         velocities = np.asarray(velocities, np.float64).reshape(-1, 3)
+        yaws = np.zeros(len(positions)) if yaws is None else np.asarray(yaws, np.float64).reshape(-1)
         batch = self.config.max_receivers_per_call
         tables = [
-            self._trace_batch(positions[i : i + batch], velocities[i : i + batch])
+            self._trace_batch(positions[i : i + batch], velocities[i : i + batch], yaws[i : i + batch])
             for i in range(0, len(positions), batch)
         ]
         return PathTable.concatenate(tables)
 
-    def _trace_batch(self, positions: np.ndarray, velocities: np.ndarray) -> PathTable:
-        self.twin.place_receivers(positions, velocities)
+    def _trace_batch(self, positions: np.ndarray, velocities: np.ndarray, yaws: np.ndarray) -> PathTable:
+        self.twin.place_receivers(positions, velocities, yaws)
         cfg = self.config
         start = time.perf_counter()
         paths = self.solver(

@@ -16,7 +16,7 @@ from twin.errors import ConfigError
 from twin.rt_backend import sionna_rt
 from twin.scenario.config import ScenarioConfig
 from twin.trace.geometry import Mesh, box, merge, read_ply
-from twin.trace.traffic import TrafficRun
+from twin.trace.traffic import RIG, TrafficRun
 
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 _PARKING = np.array([1e4, 1e4, 0.0])  # far outside every street; pool members wait here
@@ -77,7 +77,7 @@ def ground_box(config: ScenarioConfig) -> Mesh:
     return box(size, (0.0, 0.0, -_GROUND_THICKNESS_M / 2))
 
 
-GROUND, BUILDING = "ground", "building"
+GROUND, BUILDING = "ground", "building"  # surface categories; vehicles are their kind, rigs RIG
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class TwinScene:
         self.scene.frequency = config.radio.carrier_hz
         self.scene.bandwidth = config.radio.bandwidth_hz
         self._materials: dict[str, object] = {}
+        self._meshes: dict[str, Mesh] = {}  # per pool kind, in the object's own frame
+        self._velocity: dict[int, tuple[float, float, float]] = {}  # last velocity set per object
 
         self.surfaces: list[Surface] = []
         objects = [self._object("ground", ground_box(config), config.street.ground_material, GROUND)]
@@ -121,9 +123,14 @@ class TwinScene:
             objects.append(self._object(f"buildings-{material}", merge(meshes), material, BUILDING))
 
         self.pool: dict[str, list[object]] = {}
+        rig = config.traffic.ue_rig
         for kind, count in sorted(pool.items()):
-            model = self.models[kind]
-            members = [self._object(f"{kind}-{i}", model.mesh, model.material, kind) for i in range(count)]
+            if kind == RIG:
+                mesh, material = box(rig.size_m, (0.0, 0.0, rig.size_m[2] / 2)), rig.material
+            else:
+                mesh, material = self.models[kind].mesh, self.models[kind].material
+            members = [self._object(f"{kind}-{i}", mesh, material, kind) for i in range(count)]
+            self._meshes[kind] = mesh
             self.pool[kind] = members
             objects.extend(members)
         self.scene.add(objects)
@@ -134,7 +141,9 @@ class TwinScene:
         self.scene.tx_array = rt.PlanarArray(
             num_rows=1, num_cols=1, pattern=bs.array.pattern, polarization="V"
         )
-        self.scene.rx_array = rt.PlanarArray(num_rows=1, num_cols=1, pattern="iso", polarization="V")
+        self.scene.rx_array = rt.PlanarArray(
+            num_rows=1, num_cols=1, pattern=config.traffic.ue_antenna_pattern, polarization="V"
+        )
         self.transmitter = rt.Transmitter(
             "bs",
             position=mi.Point3f(*bs.position_m),
@@ -165,17 +174,23 @@ class TwinScene:
 
     def _park_all(self) -> None:
         """Send every pool member to its own spot in the far-away parking lot, at rest."""
-        mi = self._mi
         moves = {}
         for row, (kind, members) in enumerate(self.pool.items()):
             for i, obj in enumerate(members):
-                obj.velocity = mi.Vector3f(0.0, 0.0, 0.0)
+                self._set_velocity(obj, (0.0, 0.0, 0.0))
                 moves[obj] = self._world_vertices(kind, self._parking_spot(row, i), 0.0)
         self._move(moves)
 
+    def _set_velocity(self, obj: object, velocity: tuple[float, float, float]) -> None:
+        """Sionna's per-object velocity (Doppler), updated only when it changes (an update each)."""
+        velocity = tuple(float(v) for v in velocity)
+        if self._velocity.get(obj.object_id) != velocity:
+            obj.velocity = self._mi.Vector3f(*velocity)
+            self._velocity[obj.object_id] = velocity
+
     def _world_vertices(self, kind: str, footprint: np.ndarray, yaw: float) -> np.ndarray:
         """Mesh vertices of a `kind` vehicle standing at `footprint` (ground centre) with heading `yaw`."""
-        local = self.models[kind].mesh.vertices.astype(np.float64)
+        local = self._meshes[kind].vertices.astype(np.float64)
         c, s = np.cos(yaw), np.sin(yaw)
         world = np.empty_like(local)
         world[:, 0] = c * local[:, 0] - s * local[:, 1] + footprint[0]
@@ -215,24 +230,36 @@ class TwinScene:
         """Scene object id → index of the run's vehicle it plays (vehicles not in the run: absent)."""
         return {obj.object_id: vehicle.index for vehicle, obj in zip(run.vehicles, self._slots(run))}
 
+    def rigs_of(self, run: TrafficRun) -> dict[int, object]:
+        """The roof rig object each served vehicle of the run carries (none without rigs)."""
+        members = self.pool.get(RIG, [])
+        return {int(v): members[i] for i, v in enumerate(run.served) if i < len(members)}
+
     def pose(self, run: TrafficRun, frame: int) -> None:
-        """Move every vehicle of `run` to where it is at `frame` (in place; the scene is not rebuilt)."""
-        mi = self._mi
+        """Move every vehicle of `run` (and the served ones' rigs) to where it is at `frame`, with its
+        velocity there (in place; the scene is not rebuilt)."""
         slots = self._slots(run)
         if self._posed_run != run.run:
             self._park_all()
-            for obj, velocity in zip(slots, run.velocities):
-                obj.velocity = mi.Vector3f(*map(float, velocity))
             self._posed_run = run.run
-        self._move(
-            {
-                obj: self._world_vertices(vehicle.kind, footprint, yaw)
-                for vehicle, obj, footprint, yaw in zip(run.vehicles, slots, run.positions[frame], run.yaws)
-            }
-        )
+        velocities = run.velocity_at(frame)
+        moves = {}
+        for vehicle, obj, footprint, yaw, velocity in zip(
+            run.vehicles, slots, run.positions[frame], run.yaws, velocities
+        ):
+            moves[obj] = self._world_vertices(vehicle.kind, footprint, yaw)
+            self._set_velocity(obj, velocity)
+        for index, rig in self.rigs_of(run).items():
+            roof = run.positions[frame, index] + np.array([0.0, 0.0, run.vehicles[index].size_m[2]])
+            moves[rig] = self._world_vertices(RIG, roof, float(run.yaws[index]))
+            self._set_velocity(rig, velocities[index])
+        self._move(moves)
 
-    def place_receivers(self, positions: np.ndarray, velocities: np.ndarray) -> None:
-        """Make the scene's receivers exactly these UE antennas (added or removed as needed)."""
+    def place_receivers(
+        self, positions: np.ndarray, velocities: np.ndarray, yaws: np.ndarray | None = None
+    ) -> None:
+        """Make the scene's receivers exactly these UE antennas (added or removed as needed), facing
+        azimuth `yaws` (radians; their pattern's boresight; default +x)."""
         rt, mi = sionna_rt(), self._mi
         while len(self._receivers) < len(positions):
             rx = rt.Receiver(f"ue-{len(self._receivers)}", position=mi.Point3f(0.0, 0.0, 1.5))
@@ -240,6 +267,8 @@ class TwinScene:
             self._receivers.append(rx)
         while len(self._receivers) > len(positions):
             self.scene.remove(self._receivers.pop().name)
-        for rx, position, velocity in zip(self._receivers, positions, velocities):
+        yaws = np.zeros(len(positions)) if yaws is None else np.asarray(yaws, np.float64)
+        for rx, position, velocity, yaw in zip(self._receivers, positions, velocities, yaws):
             rx.position = mi.Point3f(*map(float, position))
             rx.velocity = mi.Vector3f(*map(float, velocity))
+            rx.orientation = mi.Point3f(float(yaw), 0.0, 0.0)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import replace
-from twin.dataset.generation import DriveSimulator, generate, store_path
+from twin.dataset.generation import generate, store_path
+from twin.dataset.simulator import DriveSimulator
 from twin.radio.codebook import UniformLinearArray, noise_power_dbm
 from twin.scenario.config import ScenarioConfig
 from twin.store import TwinStore

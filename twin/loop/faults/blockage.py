@@ -119,7 +119,7 @@ def _recomputed_rsrp(
     toward_ue = _ue_direction(drive, context, frames)
     ue_azimuth = np.arctan2(toward_ue[:, 1], toward_ue[:, 0])
     cut = cut_mask(departure, p.is_los[frames], ue_azimuth, config.half_width_deg) & p.valid[frames]
-    steering = array.steering(array.sin_angle(departure))  # (F, L, N)
+    steering = array.response(array.sin_angle(departure))  # (F, L, N): the real elements
     gain = p.gain[frames].astype(np.complex128)
     # Add the change only: h keeps the weak paths the store's table dropped (max_paths_stored).
     base = drive.h[frames] if drive.h is not None else np.einsum("fl,fln->fn", gain, steering)
