@@ -68,6 +68,14 @@ class EvaluationConfig:
     def validate(self, prefix: str) -> None:
         if not self.seeds:
             raise ConfigError(f"{prefix}.seeds = []: expected at least one seed")
+        for i, seed in enumerate(self.seeds):
+            if seed < 0:
+                raise ConfigError(f"{prefix}.seeds[{i}] = {seed}: expected a seed >= 0")
+            if seed in self.seeds[:i]:  # the same draws again: counted twice, CIs would narrow falsely
+                raise ConfigError(
+                    f"{prefix}.seeds[{i}] = {seed}: listed twice; expected distinct seeds (a repeated "
+                    "seed replays the same faults and noise, so it is no independent sample)"
+                )
         for name in self.policy_options:
             policy_entry(name, key=f"{prefix}.policy_options.{name}")
 
@@ -81,6 +89,15 @@ def evaluation_from(data: Mapping[str, Any] | None, prefix: str = "evaluation") 
         policy_entry(name, key=f"{prefix}.policy_options.{name}")
         make_policy(name, values)
     return dataclasses.replace(config, policy_options={k: dict(v) for k, v in options.items()})
+
+
+def check_policy_names(names: Sequence[str], key: str = "policies") -> list[str]:
+    """The names, each a known policy listed once (scored twice, it would count twice everywhere)."""
+    for i, name in enumerate(names):
+        make_policy(name, key=f"{key}[{i}]")
+        if name in names[:i]:
+            raise ConfigError(f"{key}[{i}] = {name!r}: listed twice; expected each policy once")
+    return list(names)
 
 
 @dataclass(frozen=True)
@@ -308,6 +325,7 @@ def _runners(
         raise ConfigError(
             "policies = []: expected at least one policy; available: " + ", ".join(available_policies())
         )
+    check_policy_names(names)
     runners = []
     for i, name in enumerate(names):
         policy = make_policy(name, config.policy_options.get(name), key=f"policies[{i}]")
