@@ -29,6 +29,7 @@ from twin.errors import ConfigError
 from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
+from twin.loop.faults.blockage import uses_path_table
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.loop.rollout import rollout
@@ -205,8 +206,7 @@ def evaluate(
     context = replay.context
     drives = _chosen(replay.drives, drive_ids, context.path)[: config.max_drives or None]
     notes = [*notes, f"store {context.path}: {len(drives)} drives; truth from {context.truth} RSRP"]
-    if context.truth == "measured" or not any(d.paths is not None for d in drives):
-        notes.append("no path table: injected blockage attenuates the measured RSRP of beams aimed at the UE")
+    notes += _blockage_model_notes(drives, context)
     runners = _runners(context, store, config, policy_names, notes)
     grid = fault_grid(scenario_faults, config, context.sensors)
     result = Evaluation(
@@ -266,6 +266,19 @@ def evaluate(
     result.timeline = _timeline(runners, drives, scenario_faults, config)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _blockage_model_notes(drives: Sequence[Drive], context: TwinContext) -> list[str]:
+    """Which model injected blockage runs on (the report says so whenever it is not the path table)."""
+    cut = sum(uses_path_table(d, context) for d in drives)
+    fallback = "injected blockage attenuates the measured RSRP of beams aimed at the UE"
+    if cut == len(drives):
+        return []
+    if cut:
+        return [f"path table on {cut} of {len(drives)} drives; on the others {fallback}"]
+    if any(d.paths is not None for d in drives):
+        return [f"path table unused (the store lacks the base-station pose or codebook weights): {fallback}"]
+    return [f"no path table: {fallback}"]
 
 
 def _chosen(drives: list[Drive], ids: Sequence[str] | None, path: str | Path) -> list[Drive]:
