@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -30,7 +31,7 @@ from twin.sensors.base import FrameState
 from twin.sensors.camera import intrinsics, rotation
 from twin.sensors.gps import gps_track
 from twin.sensors.registry import build_sensors
-from twin.store import Episode, StoreWriter
+from twin.store import Episode, StoreWriter, discard_damaged
 from twin.store.digest import source_digest
 from twin.trace.channel import ChannelTracer, PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
 from twin.trace.geometry import segments_hit_boxes
@@ -273,7 +274,10 @@ def generate(
     path = store_path(config, cache_dir)
     stats = GenerationStats()
     if path.exists():
-        return path, stats
+        damaged = discard_damaged(path)  # a truncated or incomplete cache is built again, not vouched for
+        if damaged is None:
+            return path, stats
+        print(f"cached store {path} was damaged ({damaged}); generating it again", file=sys.stderr)
     models = load_vehicle_models(config)
     sizes = {kind: model.size_m for kind, model in models.items()}
     runs = [make_run(config, r, sizes) for r in range(config.num_runs)]

@@ -157,6 +157,17 @@ def write_store(
     return writer.finalize(1)
 
 
+def discard_damaged(path: Path) -> str | None:
+    """A cached store that fails validation (truncated, incomplete, not the schema) is deleted so it
+    can be built again; returns why, or None when the file is whole. Only for files the cache owns."""
+    try:
+        TwinStore(path).close()
+    except StoreError as exc:
+        path.unlink(missing_ok=True)
+        return str(exc).removeprefix(f"{path}: ")
+    return None
+
+
 _VALIDATED: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files that passed validation
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import replace
+from tests.conftest import REPO, replace
 from twin.dataset.generation import DriveSimulator, generate, store_path
 from twin.radio.codebook import UniformLinearArray, noise_power_dbm
 from twin.scenario.config import ScenarioConfig
@@ -165,3 +168,28 @@ def test_ofdm_csi_is_stored_when_subcarriers_are_configured(tiny: ScenarioConfig
     offsets = subcarrier_offsets(cfg.radio.bandwidth_hz, 8)
     csi = ofdm_channel(paths, array, cfg.radio.carrier_hz, offsets)
     np.testing.assert_allclose(csi, episode["csi"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "incomplete"])
+def test_a_damaged_cached_store_is_generated_again(
+    damage: str, tiny: ScenarioConfig, tiny_store: Path, tmp_path: Path
+) -> None:
+    cached = tmp_path / tiny_store.name
+    shutil.copy(tiny_store, cached)
+    if damage == "truncated":
+        cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    else:
+        with h5py.File(cached, "a") as f:
+            f.attrs["complete"] = False
+    command = [sys.executable, "-m", "twin.generate", "scenario=tiny", f"cache_dir={tmp_path}",
+               f"hydra.run.dir={tmp_path / 'run'}", "progress=false"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"cached store {cached} was damaged (" in result.stderr and "generating it again" in result.stderr
+    assert "traced 20 frames" in result.stdout and result.stdout.strip().endswith(str(cached))
+    first, second = _arrays(tiny_store), _arrays(cached)  # the same dataset as an undamaged generation
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    path, stats = generate(tiny, tmp_path, progress=False)  # whole now: reused
+    assert path == cached and stats.frames == 0
