@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import twin
+from twin.dataset.estimate import check_disk, estimate_generation
 from twin.radio.codebook import (
     Codebook,
     UniformLinearArray,
@@ -278,6 +279,10 @@ def generate(
         if damaged is None:
             return path, stats
         print(f"cached store {path} was damaged ({damaged}); generating it again", file=sys.stderr)
+    estimate = estimate_generation(config)
+    check_disk(estimate, path.parent, config.dataset.drives)  # before anything is written
+    if progress or estimate.seconds > 60:
+        print(estimate.describe(), file=sys.stderr)
     models = load_vehicle_models(config)
     sizes = {kind: model.size_m for kind, model in models.items()}
     runs = [make_run(config, r, sizes) for r in range(config.num_runs)]

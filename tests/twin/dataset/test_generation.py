@@ -193,3 +193,33 @@ def test_a_damaged_cached_store_is_generated_again(
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
     path, stats = generate(tiny, tmp_path, progress=False)  # whole now: reused
     assert path == cached and stats.frames == 0
+
+
+def test_a_dataset_that_cannot_fit_on_disk_is_refused_with_its_estimate(tmp_path: Path) -> None:
+    from twin.dataset.estimate import estimate_generation
+    from twin.errors import ConfigError
+    from twin.scenario.config import load_scenario
+
+    huge = replace(load_scenario(REPO / "scenarios" / "urban_street.yaml"), **{"dataset.drives": 1_000_000})
+    estimate = estimate_generation(huge)
+    assert estimate.frames == 100_000_000 and estimate.bytes > 1 << 40 and estimate.seconds > 86_400
+    assert "days of tracing" in estimate.describe()
+    message = r"^scenario\.dataset\.drives = 1000000: the dataset needs about 8\.\d TiB \(twice that while"
+    with pytest.raises(ConfigError, match=message):
+        generate(huge, tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()  # nothing written
+    command = [sys.executable, "-m", "twin.generate", "scenario=urban_street",
+               "scenario.dataset.drives=1000000", f"cache_dir={tmp_path / 'cache'}",
+               f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: scenario.dataset.drives = 1000000: the dataset needs about")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_estimate_is_close_to_what_generation_writes(tiny: ScenarioConfig, tiny_store: Path) -> None:
+    from twin.dataset.estimate import estimate_generation
+
+    estimate = estimate_generation(tiny)
+    assert estimate.frames == 20 and estimate.scene_frames == 10
+    assert 0.5 < estimate.bytes / tiny_store.stat().st_size < 2
