@@ -39,7 +39,7 @@ def test_the_scene_view_draws_street_buildings_beams_ue_and_blockers(
         ("oracle beam", scene_view.ORACLE, 0.0002),
         ("UE and trajectory", scene_view.UE, 0.0002),
         ("base station", "#1f5fbf", 0.00005),
-        ("served vehicle", "#d62728", 0.0005),
+        ("served vehicle", "#d62728", 0.0002),
     ]:
         assert _share(image, color) >= least, name
     drawn = np.flatnonzero((image < 250).any(axis=-1).any(axis=0))
