@@ -48,7 +48,7 @@ from twin.validation import at_least, between, build, one_of, spec, to_dict
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = spec("beamtransfuser")
-    epochs: int = spec(20, check=between(0, 100_000))
+    epochs: int = spec(20, check=between(1, 100_000))  # 0 would save untrained weights as a checkpoint
     batch_size: int = spec(32, check=between(1, 65_536))
     lr: float = spec(1e-3, check=between(1e-7, 10))
     weight_decay: float = spec(1e-4, check=between(0, 10))

@@ -48,6 +48,8 @@ def learned_run_config(data: Mapping[str, Any] | None, prefix: str = "learned") 
         if name not in MODELS:
             available = ", ".join(MODELS)
             raise ConfigError(f"{prefix}.train[{i}] = {name!r}: unknown model; available: {available}")
+        if name in config.train[:i]:
+            raise ConfigError(f"{prefix}.train[{i}] = {name!r}: listed twice; expected each model once")
     for name in options:
         if name not in config.train:
             trained = ", ".join(config.train) or "none"

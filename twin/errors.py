@@ -15,3 +15,8 @@ class StoreError(TwinError):
 
 class BackendError(TwinError):
     """The ray-tracing backend (Sionna RT / Dr.Jit / LLVM) cannot be used."""
+
+
+class UsageError(TwinError, ValueError):
+    """A call into the Python API with an argument it does not accept (e.g. a beam index outside
+    the codebook); a ValueError too, as Gymnasium and NumPy callers expect."""

@@ -21,9 +21,8 @@ from twin import plugins
 from twin.cli import entry_point, run_task
 from twin.dataset.resolve import resolve_store
 from twin.errors import ConfigError
-from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.evaluate import check_policy_names, evaluate, evaluation_from
 from twin.loop.plan import EvaluationPlan, RunStep
-from twin.loop.policies import make_policy
 from twin.report import format_table, write_report
 from twin.report.summary import plot_summary, summarize
 from twin.store import TwinStore
@@ -31,14 +30,13 @@ from twin.store import TwinStore
 
 def policy_names(cfg: DictConfig) -> list[str]:
     """The `policies` list, each name checked (before any tracing is spent)."""
-    names = OmegaConf.to_container(cfg.policies, resolve=True) if "policies" in cfg else []
-    if isinstance(names, str):
+    value = cfg.get("policies", [])
+    names = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if isinstance(names, str):  # policies=genie: one policy
         names = [names]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"policies = {names!r}: expected a list of policy names")
-    for i, name in enumerate(names):
-        make_policy(name, key=f"policies[{i}]")
-    return names
+    return check_policy_names(names)
 
 
 def run_steps(cfg: DictConfig) -> list[RunStep]:

@@ -7,6 +7,7 @@ allowed, so a bad scenario never surfaces as a traceback from deep inside Sionna
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -53,6 +54,20 @@ def each_between(low: float, high: float) -> Check:
 def one_of(*choices: Any) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def file_name() -> Check:
+    """A name that is used as part of file and folder names: no path separators, no '..', not empty."""
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and _FILE_NAME.fullmatch(value) and ".." not in value:
+            return None
+        return "a plain name of letters, digits, '.', '_' or '-', at most 100, no '..' (it names files)"
 
     return check
 

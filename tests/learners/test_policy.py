@@ -40,7 +40,7 @@ def validation_drives(checkpoint: Path) -> list[str]:
 def test_every_model_runs_an_episode_as_a_registered_policy(
     kind: str, tiny_store: Path, tmp_path: Path
 ) -> None:
-    checkpoint = fit(tiny_store, {"model": kind, "epochs": 0}, tmp_path / kind, progress=False).checkpoint
+    checkpoint = fit(tiny_store, {"model": kind, "epochs": 1}, tmp_path / kind, progress=False).checkpoint
     assert kind in POLICIES
     policy = make_policy(kind, {"checkpoint": str(checkpoint)})
     assert policy.name == kind
@@ -87,7 +87,7 @@ def test_dropout_reaches_the_model_as_masks(fuser: Path, tiny_store: Path) -> No
 
 
 def test_feedback_history_probing_and_initial_sweep(tiny_store: Path, tmp_path: Path) -> None:
-    gru = fit(tiny_store, {"model": "gru", "epochs": 0}, tmp_path / "gru", progress=False).checkpoint
+    gru = fit(tiny_store, {"model": "gru", "epochs": 1}, tmp_path / "gru", progress=False).checkpoint
     env = BeamSelectionEnv(tiny_store, modalities=[])
     policy = load_policy(gru)
     obs, _ = env.reset(options={"episode": 0, "fault_seed": 0})
@@ -112,7 +112,7 @@ def test_missing_or_mismatched_checkpoints(tiny_store: Path, tmp_path: Path) -> 
     env = BeamSelectionEnv(tiny_store, modalities=[])
     with pytest.raises(ConfigError, match="policy beamtransfuser: no checkpoint"):
         policy.reset(env.context, np.random.default_rng(0))
-    mlp = fit(tiny_store, {"model": "mlp", "epochs": 0}, tmp_path / "mlp", progress=False).checkpoint
+    mlp = fit(tiny_store, {"model": "mlp", "epochs": 1}, tmp_path / "mlp", progress=False).checkpoint
     with pytest.raises(CheckpointError, match="a mlp checkpoint, but policy 'gru' runs gru models"):
         make_policy("gru", {"checkpoint": str(mlp)})
     kalman = make_policy("kalman")  # nothing to train: built from the store's deployment

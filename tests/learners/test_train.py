@@ -150,3 +150,16 @@ def test_command_line_trains_with_validation_metrics(tiny_store: Path, tmp_path:
                          cwd=REPO, timeout=120)  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: model.options.hidden = 0: expected a value in [1, 4096]"
+
+
+def test_zero_epochs_is_refused_instead_of_saving_untrained_weights(tiny_store: Path, tmp_path: Path) -> None:
+    message = "train.epochs = 0: expected a value in [1, 100000]"
+    with pytest.raises(ConfigError) as refused:
+        train_config({"model": "gru", "epochs": 0})
+    assert str(refused.value) == message
+    command = [sys.executable, "-m", "learners.train", "scenario=tiny", "model=gru", "train.epochs=0",
+               f"cache_dir={tiny_store.parent}", f"checkpoint_dir={tmp_path / 'gru'}",
+               f"hydra.run.dir={tmp_path / 'run'}", "progress=false"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and result.stderr == f"error: {message}\n"
+    assert not (tmp_path / "gru").exists()  # no checkpoint written

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import twin
+from twin.dataset.estimate import check_disk, estimate_generation
 from twin.dataset.parallel import RunTask, automatic_workers, simulated_runs
 from twin.dataset.simulator import slots_in_run
 from twin.dataset.view import plan_run
@@ -28,7 +30,7 @@ from twin.radio.codebook import (
 )
 from twin.scenario.config import ScenarioConfig, config_digest, scenario_yaml
 from twin.sensors.camera import intrinsics, rotation
-from twin.store import StoreWriter
+from twin.store import StoreWriter, discard_damaged
 from twin.store.digest import source_digest
 from twin.trace.scene import ASSETS_DIR, load_vehicle_models
 from twin.trace.traffic import make_run, pool_sizes
@@ -148,7 +150,14 @@ def generate(
     path = store_path(config, cache_dir)
     stats = GenerationStats()
     if path.exists():
-        return path, stats
+        damaged = discard_damaged(path)  # a truncated or incomplete cache is built again, not vouched for
+        if damaged is None:
+            return path, stats
+        print(f"cached store {path} was damaged ({damaged}); generating it again", file=sys.stderr)
+    estimate = estimate_generation(config)
+    check_disk(estimate, path.parent, config.dataset.drives)  # before anything is written
+    if progress or estimate.seconds > 60:
+        print(estimate.describe(), file=sys.stderr)
     models = load_vehicle_models(config)
     sizes = {kind: model.size_m for kind, model in models.items()}
     runs = [make_run(config, r, sizes) for r in run_indices(config)]

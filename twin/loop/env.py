@@ -27,14 +27,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from twin.errors import ConfigError
+from twin.errors import ConfigError, UsageError
 from twin.loop.drives import RSRP_FLOOR_DBM, Drive, ReplaySet, TwinContext, load_drives
 from twin.loop.faults import STREAM_MEASUREMENT, DropoutSchedule, blocked_sweeps, corrupt, schedules, stream
 from twin.loop.metrics import rate
 from twin.modalities import SENSOR_MODALITIES
+from twin.radio.codebook import MAX_RSRP_DBM
 from twin.scenario.faults import FaultsConfig, faults_from
 
-RSRP_CEIL_DBM = 100.0  # observation bound (the floor, RSRP_FLOOR_DBM, also means "not probed")
+RSRP_CEIL_DBM = MAX_RSRP_DBM  # observation bound (the floor, RSRP_FLOOR_DBM, also means "not probed")
+RESET_OPTIONS = ("episode", "fault_seed")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -109,10 +111,15 @@ class BeamSelectionEnv(gym.Env):
         both default to draws from the environment's generator, so reset(seed=s) is reproducible."""
         super().reset(seed=seed)
         options = options or {}
+        for key in options:
+            if key not in RESET_OPTIONS:
+                raise ConfigError(f"options.{key}: unknown reset option; allowed: {', '.join(RESET_OPTIONS)}")
         drive = self._pick(options.get("episode"))
         fault_seed = options.get("fault_seed")
         if fault_seed is None:
             fault_seed = int(self.np_random.integers(2**62))
+        elif not _is_integer(fault_seed) or fault_seed < 0:
+            raise ConfigError(f"options.fault_seed = {fault_seed!r}: expected an integer >= 0")
         self._prepare(drive, int(fault_seed))
         info = {
             "episode": drive.id,
@@ -133,6 +140,8 @@ class BeamSelectionEnv(gym.Env):
     def _pick(self, choice: int | str | None) -> Drive:
         if choice is None:
             return self._drives[int(self.np_random.integers(len(self._drives)))]
+        if not isinstance(choice, str) and not _is_integer(choice):
+            raise ConfigError(f"options.episode = {choice!r}: expected an episode id or an index")
         if isinstance(choice, str):
             for drive in self._drives:
                 if drive.id == choice:
@@ -203,6 +212,7 @@ class BeamSelectionEnv(gym.Env):
     def measure(self, beams: Sequence[int] | np.ndarray | int) -> np.ndarray:
         """Measured RSRP (dBm) of `beams` in the current frame; each beam costs one measurement slot."""
         t = min(self._t, self._frames - 1)
+        beams = self._beam_indices(beams, "beams")
         values = self.measured_dbm[t, beams]
         self._probes[t] += values.size
         return values
@@ -222,14 +232,10 @@ class BeamSelectionEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._drive is None:
             raise RuntimeError("call reset() before step()")
-        t, k = self._t, int(action)
-        frames = self._frames
+        t, frames = self._t, self._frames
         if t >= frames:
             raise RuntimeError("episode is over; call reset()")
-        if not 0 <= k < self.context.num_beams:
-            raise ValueError(
-                f"action = {action!r}: expected a beam index in [0, {self.context.num_beams - 1}]"
-            )
+        k = int(self._beam_indices(action, "action", scalar=True))
         snr_rows, measured_rows, oracle, oracle_snr, oracle_rate, best, blocked, labels = self._rows
         overhead = min(1.0, self._probes[t] * self._slot_fraction)
         snr = snr_rows[t][k]
@@ -257,6 +263,23 @@ class BeamSelectionEnv(gym.Env):
         terminated = self._t >= frames
         reward = effective if self.penalize_overhead else rate
         return self._observe(min(self._t, frames - 1)), reward, terminated, False, info
+
+    def _beam_indices(self, value: Any, name: str, scalar: bool = False) -> np.ndarray:
+        """`value` as beam indices, refused unless integers inside the codebook: a negative index
+        would wrap around to another beam, a float or bool would be cast silently."""
+        array = np.asarray(value)
+        if array.size == 0 and not scalar:  # measure([]) measures nothing
+            array = array.astype(np.int64)
+        k = self.context.num_beams
+        shape_ok = array.size == 1 if scalar else array.ndim <= 1
+        if (
+            array.dtype.kind not in "iu"
+            or not shape_ok
+            or (array.size and (array.min() < 0 or array.max() >= k))
+        ):
+            what = "a beam index" if scalar else "beam indices"
+            raise UsageError(f"{name} = {value!r}: expected {what} (integers) in [0, {k - 1}]")
+        return array.reshape(()) if scalar else array
 
     # --- observation ------------------------------------------------------------------------------
 
@@ -334,7 +357,14 @@ class BeamProbingEnv(BeamSelectionEnv):
         return values
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        beam, choice = (int(a) for a in np.asarray(action).reshape(-1)[:2])
+        pair = np.asarray(action)
+        widths = len(self.probe_widths)
+        if pair.shape != (2,) or pair.dtype.kind not in "iu" or not 0 <= pair[1] < widths:
+            raise UsageError(
+                f"action = {action!r}: expected integers (beam index, probe-width index in [0, {widths - 1}])"
+            )
+        beam, choice = int(pair[0]), int(pair[1])
+        self._beam_indices(beam, "action[0]", scalar=True)
         width = self.probe_widths[choice]
         if width > 0:
             low, high = max(0, beam - width), min(self.context.num_beams - 1, beam + width)
@@ -347,6 +377,10 @@ class BeamProbingEnv(BeamSelectionEnv):
         obs = super()._observe(t)
         obs["probe"] = self._reported.copy()
         return obs
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def _select(drives: list[Drive], episodes: Sequence[str | int] | None) -> list[Drive]:

@@ -29,6 +29,7 @@ from twin.errors import ConfigError
 from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
+from twin.loop.faults.blockage import uses_path_table
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.loop.rollout import rollout
@@ -68,6 +69,14 @@ class EvaluationConfig:
     def validate(self, prefix: str) -> None:
         if not self.seeds:
             raise ConfigError(f"{prefix}.seeds = []: expected at least one seed")
+        for i, seed in enumerate(self.seeds):
+            if seed < 0:
+                raise ConfigError(f"{prefix}.seeds[{i}] = {seed}: expected a seed >= 0")
+            if seed in self.seeds[:i]:  # the same draws again: counted twice, CIs would narrow falsely
+                raise ConfigError(
+                    f"{prefix}.seeds[{i}] = {seed}: listed twice; expected distinct seeds (a repeated "
+                    "seed replays the same faults and noise, so it is no independent sample)"
+                )
         for name in self.policy_options:
             policy_entry(name, key=f"{prefix}.policy_options.{name}")
 
@@ -81,6 +90,15 @@ def evaluation_from(data: Mapping[str, Any] | None, prefix: str = "evaluation") 
         policy_entry(name, key=f"{prefix}.policy_options.{name}")
         make_policy(name, values)
     return dataclasses.replace(config, policy_options={k: dict(v) for k, v in options.items()})
+
+
+def check_policy_names(names: Sequence[str], key: str = "policies") -> list[str]:
+    """The names, each a known policy listed once (scored twice, it would count twice everywhere)."""
+    for i, name in enumerate(names):
+        make_policy(name, key=f"{key}[{i}]")
+        if name in names[:i]:
+            raise ConfigError(f"{key}[{i}] = {name!r}: listed twice; expected each policy once")
+    return list(names)
 
 
 @dataclass(frozen=True)
@@ -188,8 +206,7 @@ def evaluate(
     context = replay.context
     drives = _chosen(replay.drives, drive_ids, context.path)[: config.max_drives or None]
     notes = [*notes, f"store {context.path}: {len(drives)} drives; truth from {context.truth} RSRP"]
-    if context.truth == "measured" or not any(d.paths is not None for d in drives):
-        notes.append("no path table: injected blockage attenuates the measured RSRP of beams aimed at the UE")
+    notes += _blockage_model_notes(drives, context)
     runners = _runners(context, store, config, policy_names, notes)
     grid = fault_grid(scenario_faults, config, context.sensors)
     result = Evaluation(
@@ -251,6 +268,19 @@ def evaluate(
     return result
 
 
+def _blockage_model_notes(drives: Sequence[Drive], context: TwinContext) -> list[str]:
+    """Which model injected blockage runs on (the report says so whenever it is not the path table)."""
+    cut = sum(uses_path_table(d, context) for d in drives)
+    fallback = "injected blockage attenuates the measured RSRP of beams aimed at the UE"
+    if cut == len(drives):
+        return []
+    if cut:
+        return [f"path table on {cut} of {len(drives)} drives; on the others {fallback}"]
+    if any(d.paths is not None for d in drives):
+        return [f"path table unused (the store lacks the base-station pose or codebook weights): {fallback}"]
+    return [f"no path table: {fallback}"]
+
+
 def _chosen(drives: list[Drive], ids: Sequence[str] | None, path: str | Path) -> list[Drive]:
     if ids is None:
         return drives
@@ -308,6 +338,7 @@ def _runners(
         raise ConfigError(
             "policies = []: expected at least one policy; available: " + ", ".join(available_policies())
         )
+    check_policy_names(names)
     runners = []
     for i, name in enumerate(names):
         policy = make_policy(name, config.policy_options.get(name), key=f"policies[{i}]")

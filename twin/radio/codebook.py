@@ -17,6 +17,9 @@ import numpy as np
 from twin.scenario.config import BaseStationConfig
 
 BOLTZMANN_DBM_PER_HZ = -174.0  # thermal noise density at 290 K
+# No receiver reports more: a UE's 60 dBm at most plus 30 dB of array gain (1024 elements), with
+# margin. A replayed value above it (e.g. a linear 1e300, 2954 dBm) is a corrupt number, not a power.
+MAX_RSRP_DBM = 100.0
 
 
 def element_errors(

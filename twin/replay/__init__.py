@@ -15,12 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from twin.replay.config import KINDS, SENSORS, ReplayConfig, replay_config_from
 from twin.replay.formats import BadFile, ReplayError, resolve
 from twin.replay.recording import Recording, write_recording
+from twin.store import discard_damaged
 from twin.store.digest import source_digest
 from twin.validation import to_dict
 
@@ -106,6 +108,9 @@ def replay_store(kind: str, path: str | Path, cache_dir: str | Path, **options: 
 def replay_from_config(config: ReplayConfig, cache_dir: str | Path) -> Path:
     target = store_path(config, cache_dir)
     if target.exists():
-        return target
+        damaged = discard_damaged(target)
+        if damaged is None:
+            return target
+        print(f"cached store {target} was damaged ({damaged}); converting it again", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     return write_recording(load_recording(config), target)

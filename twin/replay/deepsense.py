@@ -18,8 +18,11 @@ Layouts (found automatically in the scenario folder, or chosen with `csv`):
 Conversions: power files hold 64 linear, uncalibrated received powers (beam 1..64 in angular order);
 `rsrp_dbm = 10 log10(p) + offset` where the offset anchors the recording's noise floor (see
 `recording.noise_floor_db`) to the thermal noise of `bandwidth_hz` and `noise_figure_db`, or is given.
-NaN or non-positive powers stay NaN (the environment reads them as no signal); the frame is kept,
-counted in `invalid_power_frames` and its label is the argmax over the finite beams. Beams are
+NaN, infinite or non-positive powers, and powers above `MAX_RSRP_DBM` once calibrated (a number no
+receiver reports, e.g. a linear 1e300), become NaN (the environment reads them as no signal); the
+frame is kept, counted in `invalid_power_frames` (`implausible_power_values` counts the too-large
+ones) and its label is the argmax over the usable beams. A sweep without one usable beam is a bad
+file. Beams are
 0-based in the store (DeepSense's `unit1_beam` − 1 is kept in `source/label_beam` for comparison).
 Camera JPGs are resized to `resolution`; LiDAR PLY clouds are padded to a common size with
 `lidar_count` (no per-point object labels exist: `lidar_object` is absent); radar `.npy` cubes are
@@ -40,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.radio.codebook import noise_power_dbm
+from twin.radio.codebook import MAX_RSRP_DBM, noise_power_dbm
 from twin.replay.config import ReplayConfig
 from twin.replay.formats import (
     BadFile,
@@ -60,6 +63,7 @@ from twin.replay.recording import (
     Skips,
     drive_times,
     fit_yaw,
+    flag_implausible,
     frame_buffer,
     nan_argmax,
     noise_floor_db,
@@ -283,6 +287,33 @@ def _read_small_files(
     return _Frames(kept, np.array(power), np.array(gps) if gps else None, max(points, 1), modalities)
 
 
+def _unusable_sweep(path: Path) -> None:
+    raise BadFile(
+        f"{path}: no beam power is finite, positive and plausible (at most {MAX_RSRP_DBM:g} dBm calibrated)"
+    )
+
+
+def _without_unusable_sweeps(
+    small: _Frames, rsrp: np.ndarray, invalid: np.ndarray, skips: Skips
+) -> tuple[_Frames, np.ndarray, np.ndarray]:
+    """A sweep with no usable beam left is a bad file: refused, or dropped with `skip_bad_files`."""
+    keep = ~invalid.all(axis=1)
+    for ref in (r for r, usable in zip(small.refs, keep) if not usable):
+        skips.attempt(lambda r=ref: _unusable_sweep(r.power), ref.where)
+    if not keep.any():
+        raise ReplayError("no frame left to convert: every selected frame had a bad file")
+    if keep.all():
+        return small, rsrp, invalid
+    kept = _Frames(
+        [r for r, usable in zip(small.refs, keep) if usable],
+        small.power[keep],
+        None if small.gps is None else small.gps[keep],
+        small.lidar_points,
+        small.modalities,
+    )
+    return kept, rsrp[keep], invalid[keep]
+
+
 def _calibration(power_db: np.ndarray, config: ReplayConfig) -> dict[str, Any]:
     noise = noise_power_dbm(config.bandwidth_hz, config.noise_figure_db)
     floor = noise_floor_db(power_db)
@@ -350,9 +381,11 @@ def load(root: Path, folder: Path, config: ReplayConfig) -> Recording:
     modalities = [m for m in COLUMNS if m in config.modalities and all(m in r.files for r in refs)]
     skips = Skips(config.skip_bad_files)
     small = _read_small_files(refs, config, modalities, skips)
-    rsrp_raw, invalid = to_dbm(small.power)
+    rsrp_raw, unreadable = to_dbm(small.power)
     calibration = _calibration(rsrp_raw, config)
-    rsrp = (rsrp_raw + calibration["rsrp_calibration_offset_db"]).astype(np.float32)
+    rsrp, invalid = flag_implausible(rsrp_raw + calibration["rsrp_calibration_offset_db"], unreadable)
+    implausible = int((invalid & ~unreadable).sum())
+    small, rsrp, invalid = _without_unusable_sweeps(small, rsrp, invalid, skips)
     best = nan_argmax(rsrp)
     small.rsrp, small.best, small.invalid = rsrp, best, invalid
     labels = np.array([r.label for r in small.refs], np.int16)
@@ -378,6 +411,7 @@ def load(root: Path, folder: Path, config: ReplayConfig) -> Recording:
         "codebook_note": "nominal steering angles; the real array's beam patterns are not published",
         "modalities": json.dumps([f for f in fields if f not in ("t", "rsrp_dbm", "best_beam")]),
         "invalid_power_frames": int(invalid.any(axis=1).sum()),
+        "implausible_power_values": implausible,  # above MAX_RSRP_DBM once calibrated: set to NaN
         "label_mismatches": int((labels[clean] != best[clean]).sum()),
         "replay_config": json.dumps(to_dict(config)),
         **calibration,

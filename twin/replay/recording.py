@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from twin.radio.codebook import MAX_RSRP_DBM
 from twin.replay.formats import BadFile, ReplayError
 from twin.store import Episode, StoreWriter
 
@@ -124,11 +125,19 @@ def drive_times(clock_s: np.ndarray, index: np.ndarray, frame_rate_hz: float) ->
 
 
 def to_dbm(power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """10 log10 of linear power; non-positive or NaN entries become NaN. Returns (dB, invalid mask)."""
-    invalid = ~(power > 0)  # catches NaN too
+    """10 log10 of linear power; non-positive, infinite or NaN entries become NaN. Returns (dB,
+    invalid mask)."""
+    invalid = ~((power > 0) & np.isfinite(power))  # `> 0` is False for NaN too
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10 * np.log10(np.where(invalid, np.nan, power))
     return db, invalid
+
+
+def flag_implausible(rsrp_dbm: np.ndarray, invalid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated powers no receiver reports (above MAX_RSRP_DBM) become NaN and are flagged like
+    NaN, so they are never scored. Returns (RSRP, invalid mask)."""
+    implausible = rsrp_dbm > MAX_RSRP_DBM
+    return np.where(implausible, np.nan, rsrp_dbm).astype(np.float32), invalid | implausible
 
 
 def noise_floor_db(power_db: np.ndarray) -> float:

@@ -18,7 +18,17 @@ import yaml
 from twin.errors import ConfigError
 from twin.scenario.faults import FaultsConfig
 from twin.scenario.materials import check_material
-from twin.validation import at_least, between, build, each_between, one_of, ordered_pair, spec, to_dict
+from twin.validation import (
+    at_least,
+    between,
+    build,
+    each_between,
+    file_name,
+    one_of,
+    ordered_pair,
+    spec,
+    to_dict,
+)
 
 ANTENNA_PATTERNS = ("iso", "dipole", "hw_dipole", "tr38901")
 
@@ -301,7 +311,7 @@ def _default_vehicle_kinds() -> dict[str, VehicleKindConfig]:
 
 @dataclass(frozen=True)
 class ScenarioConfig:
-    name: str = spec()
+    name: str = spec(check=file_name())  # names the store and run folders
     description: str = spec("")
     seed: int = spec(0, check=at_least(0))
     radio: RadioConfig = spec(factory=RadioConfig)
@@ -384,16 +394,26 @@ def scenario_from_dict(data: Mapping[str, Any], source: str = "scenario") -> Sce
     return build(ScenarioConfig, data, source)
 
 
-def load_scenario(path: str | Path) -> ScenarioConfig:
-    """Read and validate one scenario YAML file."""
-    path = Path(path)
+def read_scenario_file(path: Path) -> dict[str, Any]:
+    """The mapping a scenario file holds; one ConfigError line when it is not YAML, empty or not a
+    mapping (the keys are validated by `scenario_from_dict`)."""
     if not path.is_file():
         raise ConfigError(f"{path}: scenario file not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return scenario_from_dict(data or {}, source=path.stem)
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+    if data is None:
+        raise ConfigError(f"{path}: empty; expected a mapping of scenario keys (name, radio, ...)")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of scenario keys, got {type(data).__name__}")
+    return data
+
+
+def load_scenario(path: str | Path) -> ScenarioConfig:
+    """Read and validate one scenario YAML file."""
+    path = Path(path)
+    return scenario_from_dict(read_scenario_file(path), source=path.stem)
 
 
 def scenario_to_dict(config: ScenarioConfig) -> dict[str, Any]:

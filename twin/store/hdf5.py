@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from twin.errors import StoreError
+from twin.store.integrity import check_codebook, check_fields, check_paths, check_values
 from twin.store.schema import (
     EPISODE_FIELDS,
     FIELDS_BY_NAME,
@@ -158,6 +159,17 @@ def write_store(
     return writer.finalize(1)
 
 
+def discard_damaged(path: Path) -> str | None:
+    """A cached store that fails validation (truncated, incomplete, not the schema) is deleted so it
+    can be built again; returns why, or None when the file is whole. Only for files the cache owns."""
+    try:
+        TwinStore(path).close()
+    except StoreError as exc:
+        path.unlink(missing_ok=True)
+        return str(exc).removeprefix(f"{path}: ")
+    return None
+
+
 _VALIDATED: set[tuple[str, int, int]] = set()  # (path, mtime, size) of files that passed validation
 
 
@@ -210,31 +222,12 @@ class TwinStore:
         sizes = {"K": int(attrs["num_beams"])}
         if "num_antennas" in attrs:
             sizes["N"] = int(attrs["num_antennas"])
+        check_codebook(self.path, self._file, sizes["K"], sizes.get("N"))
         for episode_id, group in self._file["episodes"].items():
-            self._validate_episode(episode_id, group, modalities, sizes)
-
-    def _validate_episode(
-        self, episode_id: str, group: h5py.Group, modalities: list[str], sizes: dict
-    ) -> None:
-        where = f"{self.path}: episode {episode_id!r}"
-        for name in (*REQUIRED_FIELDS, *modalities):
-            if name not in group:
-                raise StoreError(f"{where}: missing dataset {name!r} (sample schema v{SCHEMA_VERSION})")
-        frames = group["t"].shape[0]
-        for name in (*REQUIRED_FIELDS, *modalities):
-            spec, data = FIELDS_BY_NAME[name], group[name]
-            if data.shape[0] != frames:
-                raise StoreError(f"{where}: dataset {name!r} has {data.shape[0]} frames, 't' has {frames}")
-            expected = tuple(sizes.get(d) if isinstance(d, str) else d for d in spec.shape)
-            actual = data.shape[1:]
-            if len(actual) != len(expected) or any(
-                e is not None and e != a for e, a in zip(expected, actual)
-            ):
-                raise StoreError(
-                    f"{where}: dataset {name!r} has per-frame shape {actual}, expected {spec.shape}"
-                )
-            if np.dtype(data.dtype) != np.dtype(spec.dtype):
-                raise StoreError(f"{where}: dataset {name!r} has dtype {data.dtype}, expected {spec.dtype}")
+            where = f"{self.path}: episode {episode_id!r}"
+            frames = check_fields(where, group, (*REQUIRED_FIELDS, *modalities), sizes)
+            check_paths(where, group, frames)
+            check_values(where, group, sizes["K"], modalities)
 
     @property
     def attrs(self) -> h5py.AttributeManager:

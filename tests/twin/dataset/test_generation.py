@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import replace
+from tests.conftest import REPO, replace
 from twin.dataset.generation import generate, store_path
 from twin.dataset.simulator import DriveSimulator
 from twin.radio.codebook import UniformLinearArray, noise_power_dbm
@@ -166,3 +169,58 @@ def test_ofdm_csi_is_stored_when_subcarriers_are_configured(tiny: ScenarioConfig
     offsets = subcarrier_offsets(cfg.radio.bandwidth_hz, 8)
     csi = ofdm_channel(paths, array, cfg.radio.carrier_hz, offsets)
     np.testing.assert_allclose(csi, episode["csi"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "incomplete"])
+def test_a_damaged_cached_store_is_generated_again(
+    damage: str, tiny: ScenarioConfig, tiny_store: Path, tmp_path: Path
+) -> None:
+    cached = tmp_path / tiny_store.name
+    shutil.copy(tiny_store, cached)
+    if damage == "truncated":
+        cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    else:
+        with h5py.File(cached, "a") as f:
+            f.attrs["complete"] = False
+    command = [sys.executable, "-m", "twin.generate", "scenario=tiny", f"cache_dir={tmp_path}",
+               f"hydra.run.dir={tmp_path / 'run'}", "progress=false"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"cached store {cached} was damaged (" in result.stderr and "generating it again" in result.stderr
+    assert "traced 20 frames" in result.stdout and result.stdout.strip().endswith(str(cached))
+    first, second = _arrays(tiny_store), _arrays(cached)  # the same dataset as an undamaged generation
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    path, stats = generate(tiny, tmp_path, progress=False)  # whole now: reused
+    assert path == cached and stats.frames == 0
+
+
+def test_a_dataset_that_cannot_fit_on_disk_is_refused_with_its_estimate(tmp_path: Path) -> None:
+    from twin.dataset.estimate import estimate_generation
+    from twin.errors import ConfigError
+    from twin.scenario.config import load_scenario
+
+    huge = replace(load_scenario(REPO / "scenarios" / "urban_street.yaml"), **{"dataset.drives": 1_000_000})
+    estimate = estimate_generation(huge)
+    assert estimate.frames >= 10_000_000 and estimate.bytes > 1 << 40 and estimate.seconds > 86_400
+    assert "days of tracing" in estimate.describe()
+    message = r"^scenario\.dataset\.drives = 1000000: the dataset needs about \d+\.\d TiB \(twice that while"
+    with pytest.raises(ConfigError, match=message):
+        generate(huge, tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()  # nothing written
+    command = [sys.executable, "-m", "twin.generate", "scenario=urban_street",
+               "scenario.dataset.drives=1000000", f"cache_dir={tmp_path / 'cache'}",
+               f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: scenario.dataset.drives = 1000000: the dataset needs about")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_estimate_is_close_to_what_generation_writes(tiny: ScenarioConfig, tiny_store: Path) -> None:
+    from twin.dataset.estimate import estimate_generation
+
+    estimate = estimate_generation(tiny)
+    assert estimate.frames == 20 and estimate.scene_frames == 10
+    assert 0.5 < estimate.bytes / tiny_store.stat().st_size < 2

@@ -11,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from twin.benchmarks.synthetic import synthetic_store
-from twin.errors import ConfigError
+from twin.errors import ConfigError, UsageError
 from twin.loop.env import ENV_IDS, RSRP_FLOOR_DBM, BeamProbingEnv, BeamSelectionEnv
 
 FAULTS = {
@@ -230,3 +230,47 @@ def test_probing_variant_reports_probes_next_frame(store: Path) -> None:
     )
     obs, *_ = env.step(np.array([30, 0]))
     assert np.all(obs["probe"] == RSRP_FLOOR_DBM)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda env: env.measure([-1]), r"beams = \[-1\]: expected beam indices \(integers\) in \[0, 63\]"),
+        (lambda env: env.measure(np.array([2.0])), r"beams = array\(\[2\.\]\): expected beam indices"),
+        (lambda env: env.measure(True), r"beams = True: expected beam indices"),
+        (lambda env: env.step(-1), r"action = -1: expected a beam index \(integers\) in \[0, 63\]"),
+        (lambda env: env.step(3.0), r"action = 3.0: expected a beam index"),
+        (lambda env: env.step("3"), r"action = '3': expected a beam index"),
+        (lambda env: env.step(True), r"action = True: expected a beam index"),
+        (lambda env: env.step(64), r"action = 64: expected a beam index \(integers\) in \[0, 63\]"),
+    ],
+)
+def test_the_environment_refuses_indices_that_would_wrap_or_be_cast(tiny_store: Path, call, message) -> None:  # type: ignore[no-untyped-def]
+    env = BeamSelectionEnv(tiny_store, modalities=[])
+    env.reset(seed=0, options={"episode": 0})
+    with pytest.raises(UsageError, match=f"^{message}"):
+        call(env)
+    assert env.probes[0] == 0 and env.frame == 0  # nothing charged, nothing served
+    assert isinstance(env.step(np.int64(3))[1], float)  # NumPy integers, as Discrete samples them, work
+
+
+def test_probing_and_reset_options_are_checked(tiny_store: Path) -> None:
+    probing = BeamProbingEnv(tiny_store, modalities=[])
+    probing.reset(seed=0, options={"episode": 0})
+    for action, message in [
+        ((5, -1), r"action = \(5, -1\): expected integers \(beam index, probe-width index in \[0, 3\]\)"),
+        ((5, 1.0), r"action = \(5, 1.0\): expected integers"),
+        ((-5, 1), r"action\[0\] = -5: expected a beam index"),
+    ]:
+        with pytest.raises(UsageError, match=f"^{message}"):
+            probing.step(action)
+    assert probing.probes[0] == 0 and probing.frame == 0
+    env = BeamSelectionEnv(tiny_store, modalities=[])
+    for options, message in [
+        ({"epsiode": 1}, r"options.epsiode: unknown reset option; allowed: episode, fault_seed"),
+        ({"fault_seed": -3}, r"options.fault_seed = -3: expected an integer >= 0"),
+        ({"fault_seed": 1.5}, r"options.fault_seed = 1.5: expected an integer >= 0"),
+        ({"episode": 1.0}, r"options.episode = 1.0: expected an episode id or an index"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            env.reset(seed=0, options=options)

@@ -19,7 +19,9 @@ BS_LATLON = (33.4193, -111.9347)
 ORIGIN = GeodeticOrigin(BS_LATLON[0], BS_LATLON[1], 0.0, 90.0)  # local +x east, +y north
 YAW_DEG = 90.0  # the fixture's array faces north
 REPO = Path(__file__).resolve().parents[3]
-SHARED_DEEPSENSE = REPO.parent / "shared" / "data" / "deepsense6g"
+# ../shared beside the repository (CI, the main checkout), or beside the folder of worktrees
+_SHARED = next((p / "shared" for p in (REPO.parent, REPO.parent.parent) if (p / "shared").is_dir()), None)
+SHARED_DEEPSENSE = (_SHARED or REPO.parent / "shared") / "data" / "deepsense6g"
 
 
 def sweep(beam: int, peak: float = 1e-2, floor: float = 1e-4) -> np.ndarray:

@@ -227,6 +227,51 @@ def test_unlabelled_challenge_split_is_refused(tmp_path: Path) -> None:
         convert(root, tmp_path / "cache")
 
 
+def _power_files(folder: Path, sweeps: dict[int, np.ndarray]) -> None:
+    (folder / "unit1" / "mmWave_data").mkdir(parents=True)
+    for i, values in sweeps.items():
+        path = folder / "unit1" / "mmWave_data" / f"mmWave_power_{i}.txt"
+        path.write_text("\n".join(str(v) for v in values) + "\n")  # str: 1e300, inf as written
+
+
+def test_absurd_and_infinite_powers_are_flagged_like_nan_and_never_scored(tmp_path: Path) -> None:
+    sweeps = {i: sweep(32) for i in range(1, 11)}
+    sweeps[3] = sweep(32).astype(object)
+    sweeps[3][5] = "1e300"  # a finite number no detector reports: 2954 dBm once calibrated
+    sweeps[6] = sweep(32).astype(object)
+    sweeps[6][40] = "1e400"  # overflows to +inf
+    _power_files(tmp_path / "data" / "scenario17", sweeps)
+    path = convert(tmp_path / "data", tmp_path / "cache", scenario="scenario17")
+    with TwinStore(path) as store:
+        assert store.attrs["invalid_power_frames"] == 2 and store.attrs["implausible_power_values"] == 1
+        episode = store.episode(store.episode_ids[0])
+    rsrp = episode["rsrp_dbm"]
+    assert np.isnan(rsrp[2, 5]) and np.isnan(rsrp[5, 40])
+    assert np.nanmax(rsrp) < -50 and (episode["best_beam"] == 32).all()  # labels unchanged
+    assert episode.groups["source"]["invalid_beams"].tolist() == [0, 0, 1, 0, 0, 1, 0, 0, 0, 0]
+    env = BeamSelectionEnv(path)
+    env.reset(seed=0, options={"episode": 0})
+    rates = [env.step(env.oracle_beam())[4]["oracle_rate"] for _ in range(10)]
+    assert np.ptp(rates) < 1e-6  # every frame the same link: the flagged frames score no higher
+
+
+def test_a_sweep_without_one_usable_power_is_a_bad_file(tmp_path: Path) -> None:
+    sweeps = {i: sweep(32) for i in range(1, 6)}
+    sweeps[4] = np.full(64, np.inf)
+    folder = tmp_path / "data" / "scenario17"
+    _power_files(folder, sweeps)
+    bad = folder / "unit1" / "mmWave_data" / "mmWave_power_4.txt"
+    message = f"{bad}: no beam power is finite, positive and plausible (at most 100 dBm calibrated)"
+    with pytest.raises(ReplayError) as refused:
+        convert(tmp_path / "data", tmp_path / "cache", scenario="scenario17")
+    assert str(refused.value) == f"{message} (mmWave_power_4.txt)"
+    assert not list((tmp_path / "cache").glob("*.h5"))  # nothing written
+    path = convert(tmp_path / "data", tmp_path / "cache", scenario="scenario17", skip_bad_files=True)
+    with TwinStore(path) as store:
+        assert store.attrs["skipped_frames"] == 1
+        assert [store.episode(e).num_frames for e in store.episode_ids] == [3, 1]  # 4 is a gap now
+
+
 def test_power_files_only_split_at_numbering_gaps_and_mask_sensors(tmp_path: Path) -> None:
     folder = tmp_path / "data" / "scenario17"
     (folder / "unit1" / "mmWave_data").mkdir(parents=True)

@@ -70,3 +70,31 @@ def test_closed_loop_on_real_sweeps_with_rf_only_policies(store: Path) -> None:
     assert clean["random"]["snr_loss_db"].mean > 5 * clean["hierarchical"]["snr_loss_db"].mean
     blocked = result.estimate("genie", "scenario")
     assert blocked["rate"].mean < clean["genie"]["rate"].mean  # injected blockage costs rate
+
+
+def test_one_corrupt_number_in_a_real_recording_is_flagged_not_scored(tmp_path: Path) -> None:
+    """One 1e300 and one 1e400 among 60 real sweeps: flagged like NaN, the genie's rate unchanged."""
+    clean, corrupt = tmp_path / "clean" / "scenario17", tmp_path / "corrupt" / "scenario17"
+    for folder in (clean, corrupt):
+        (folder / "unit1" / "mmWave_data").mkdir(parents=True)
+        for i in range(1, 61):
+            name = f"mmWave_power_{i}.txt"
+            (folder / "unit1" / "mmWave_data" / name).write_text((SCENARIO17 / name).read_text())
+    for i, beam, value in ((10, 5, "1e300"), (20, 40, "1e400")):
+        path = corrupt / "unit1" / "mmWave_data" / f"mmWave_power_{i}.txt"
+        lines = path.read_text().split()
+        lines[beam] = value
+        path.write_text("\n".join(lines) + "\n")
+    config = evaluation_from(
+        {"seeds": [0], "conditions": ["clean"], "blockage_rates_per_s": [], "dropout_probabilities": [],
+         "bootstrap": 10, "workers": 1, "plots": False, "snapshot": False}
+    )  # fmt: skip
+    rates = {}
+    for name in ("clean", "corrupt"):
+        store = replay_store("deepsense", tmp_path / name, tmp_path / "cache", scenario="scenario17")
+        with TwinStore(store) as s:
+            rsrp = s.episode(s.episode_ids[0])["rsrp_dbm"]
+            assert np.nanmax(rsrp) < 0 and s.attrs["invalid_power_frames"] == (2 if name == "corrupt" else 0)
+        result = evaluate(store, faults_from({}), config, ["genie"], progress=False)
+        rates[name] = result.estimate("genie", "clean")["rate"].mean
+    assert rates["corrupt"] == pytest.approx(rates["clean"], rel=0.02)

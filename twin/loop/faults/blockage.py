@@ -74,6 +74,18 @@ def _ue_direction(drive: Drive, context: TwinContext, frames: np.ndarray) -> np.
     return p.departure[frames][np.arange(len(frames)), best].astype(np.float64)
 
 
+def uses_path_table(drive: Drive, context: TwinContext) -> bool:
+    """Whether injected blockage cuts this drive's path table (else it attenuates beams' RSRP): it
+    needs the table, the base station's array and codebook weights for that array."""
+    array, weights = context.array, context.weights
+    return (
+        drive.paths is not None
+        and array is not None
+        and weights is not None
+        and weights.shape[1] == array.num_elements
+    )
+
+
 def blocked_sweeps(
     drive: Drive,
     context: TwinContext,
@@ -94,13 +106,7 @@ def blocked_sweeps(
     frames = np.flatnonzero(active)
     used_paths = False
     if frames.size and config.attenuation_db > 0:
-        array, weights, p = context.array, context.weights, drive.paths
-        if (
-            p is not None
-            and array is not None
-            and weights is not None
-            and weights.shape[1] == array.num_elements
-        ):
+        if uses_path_table(drive, context):
             used_paths = True
             true[frames] = _recomputed_rsrp(drive, context, frames, config)
         else:
