@@ -42,6 +42,8 @@ from twin.store.deployment import read_deployment
 
 BUDGET_MS = 40.0  # 5GAA TR P-170142, as cited by the BeamTransFuser paper
 LEARNED = ("beamtransfuser", "gru", "transformer", "ar", "kalman", "mlp")
+# Variants beside the models as configured: (row name, model, options).
+VARIANTS = (("beamtransfuser camera-only", "beamtransfuser", {"modalities": ["camera"]}),)
 CLASSICAL = ("genie", "exhaustive", "hierarchical", "tracking", "gps", "stale", "random")
 
 
@@ -114,20 +116,21 @@ def accuracy_table(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     rows, throughput = [], {}
     validation: list[str] = []
-    for kind in LEARNED:
-        config = {"model": kind, "epochs": epochs, "time_budget_s": budget_s, "patience": max(3, epochs)}
+    for name, kind, options in [(k, k, {}) for k in LEARNED] + list(VARIANTS):
+        config = {"model": kind, "options": options, "epochs": epochs, "time_budget_s": budget_s,
+                  "patience": max(3, epochs)}  # fmt: skip
         start = time.perf_counter()
-        result = fit(store, config, folder / kind, progress=False)
+        result = fit(store, config, folder / name.replace(" ", "-"), progress=False)
         validation = json.loads((result.checkpoint / "config.json").read_text())["split"]["val"]
-        throughput[kind] = result.samples_per_s
+        throughput[name] = result.samples_per_s
         closed = run_closed_loop(store, load_policy(result.checkpoint), episodes=validation, seeds=seeds)
-        rows.append(_row(kind, result.metrics, closed, time.perf_counter() - start, result.stopped))
+        rows.append(_row(name, result.metrics, closed, time.perf_counter() - start, result.stopped))
         # With beam refinement: the top-3 predictions are measured and the strongest served (and fed
         # back into the RF history, which otherwise holds only the model's own choices).
         probed = run_closed_loop(
             store, load_policy(result.checkpoint, probe=3), episodes=validation, seeds=seeds
         )
-        rows.append(_row(f"{kind} +probe 3", result.metrics, probed, 0.0, result.stopped))
+        rows.append(_row(f"{name} +probe 3", result.metrics, probed, 0.0, result.stopped))
     for name in CLASSICAL:
         closed = run_closed_loop(store, make_policy(name), episodes=validation, seeds=seeds)
         rows.append(_row(name, {}, closed, 0.0, "classical"))

@@ -56,7 +56,9 @@ def resolve_store(
         path = replay_from_config(replay, cfg.cache_dir)
         source = replay.scenario or Path(replay.path).name
         return ResolvedStore(path, f"{replay.kind} {source}", f"{replay.kind}-{source}", scenario, replay)
-    path, stats = generate(scenario, cfg.cache_dir, progress=progress)
+    path, stats = generate(
+        scenario, cfg.cache_dir, progress=progress, workers=int(cfg.get("trace_workers") or 0)
+    )
     if stats.frames and not quiet:
         print(stats.describe())
     return ResolvedStore(path, scenario.name, scenario.name, scenario, stats=stats if stats.frames else None)

@@ -212,12 +212,13 @@ def _injected_blocker(plotter: Any, bs: np.ndarray, ue: np.ndarray) -> None:
 
 def _beam_lobe(context: TwinContext, beam: int, reach: float, lift: float) -> tuple[Any, Any]:
     """The beam's horizontal gain pattern |a(φ)^H w_k|^2 / N at array height, in dB over
-    LOBE_RANGE_DB: a filled polygon and its outline, the main lobe reaching `reach` metres."""
+    LOBE_RANGE_DB: a filled polygon and its outline, the main lobe reaching `reach` metres. The
+    pattern is the real array's (its element errors included), as the channel sees it."""
     import pyvista as pv
 
     array = context.array
     angles = np.deg2rad(np.linspace(-90, 90, 721))
-    steering = array.steering(np.sin(angles)) / math.sqrt(array.num_elements)
+    steering = array.response(np.sin(angles)) / math.sqrt(array.num_elements)
     if context.weights is not None:
         weights = context.weights[beam]
     else:

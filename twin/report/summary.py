@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from twin.store import Episode, TwinStore
+from twin.store.deployment import read_deployment
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class DatasetSummary:
     rsrp_max_dbm: float
     best_rsrp_median_dbm: float
     snr_median_db: float
+    drive_frames: tuple[int, int, int] = (0, 0, 0)  # shortest, median, longest drive
+    sector_share: float | None = None  # frames whose UE lies within the codebook sector ± 10 degrees
+    outage_share: float = 0.0  # frames whose best beam's SNR is below 0 dB (the genie's outage)
 
     def format(self) -> str:
         k = len(self.beam_histogram)
@@ -31,7 +35,17 @@ class DatasetSummary:
         return "\n".join(
             [
                 f"dataset        {self.path}",
-                f"drives/frames  {self.drives} drives, {self.frames} frames",
+                f"drives/frames  {self.drives} drives, {self.frames} frames (a drive: "
+                f"{self.drive_frames[0]}..{self.drive_frames[2]} frames, median {self.drive_frames[1]})",
+                *(
+                    []
+                    if self.sector_share is None
+                    else [
+                        f"in sector      {100 * self.sector_share:.1f} % of frames within the codebook "
+                        f"sector ± {SECTOR_MARGIN_DEG:g}° (best beam below 0 dB SNR: "
+                        f"{100 * self.outage_share:.1f} %)"
+                    ]
+                ),
                 "line of sight  not labelled in this data"
                 if self.los_share is None
                 else f"line of sight  {100 * self.los_share:.1f} % of frames "
@@ -44,14 +58,37 @@ class DatasetSummary:
         )
 
 
+SECTOR_MARGIN_DEG = 10.0
+
+
+def _sector_angles(store: TwinStore, positions: np.ndarray) -> np.ndarray:
+    """Angle (deg) of UE positions (T, 3) in the base station's array frame."""
+    array = read_deployment(store).array
+    offset = positions.astype(np.float64) - array.position
+    direction = offset / np.maximum(np.linalg.norm(offset, axis=-1, keepdims=True), 1e-9)
+    angle = np.rad2deg(np.arcsin(np.clip(direction @ array.axis, -1, 1)))
+    return np.where(direction @ array.boresight > 0, angle, np.inf)  # behind the array: outside
+
+
 def summarize(store: TwinStore) -> DatasetSummary:
     k = int(store.attrs["num_beams"])
     labels = [name for name in ("los", "blocked") if name in store.modalities]
     histogram = np.zeros(k, np.int64)
     flags: dict[str, list[np.ndarray]] = {name: [] for name in labels}
-    rsrp_all, best = [], []
+    rsrp_all, best, lengths, in_sector, true_best = [], [], [], [], []
+    noiseless = "rsrp_noiseless_dbm" in store.modalities  # the truth the genie's outage is scored on
+    deployment = read_deployment(store)
+    positions = "ue_pos" in store.modalities and deployment.array is not None
+    low, high = deployment.angles[0] - SECTOR_MARGIN_DEG, deployment.angles[-1] + SECTOR_MARGIN_DEG
     for episode_id in store.episode_ids:
-        ep = store.episode(episode_id, fields=["t", "rsrp_dbm", "best_beam", *labels])
+        extra = (["ue_pos"] if positions else []) + (["rsrp_noiseless_dbm"] if noiseless else [])
+        ep = store.episode(episode_id, fields=["t", "rsrp_dbm", "best_beam", *labels, *extra])
+        lengths.append(len(ep["t"]))
+        if noiseless:
+            true_best.append(np.max(ep["rsrp_noiseless_dbm"], axis=-1))
+        if positions:
+            angle = _sector_angles(store, ep["ue_pos"])
+            in_sector.append((angle >= low) & (angle <= high))
         histogram += np.bincount(ep["best_beam"], minlength=k)
         for name in labels:
             flags[name].append(ep[name])
@@ -59,6 +96,7 @@ def summarize(store: TwinStore) -> DatasetSummary:
         best.append(np.nanmax(np.where(np.isnan(ep["rsrp_dbm"]), -np.inf, ep["rsrp_dbm"]), axis=-1))
     rsrp = np.concatenate(rsrp_all)
     best_rsrp = np.concatenate(best)
+    noise = float(store.attrs["noise_power_dbm"])
 
     def share(name: str) -> float | None:
         return float(np.concatenate(flags[name]).mean()) if name in flags else None
@@ -73,7 +111,10 @@ def summarize(store: TwinStore) -> DatasetSummary:
         rsrp_min_dbm=float(np.nanmin(rsrp)),  # replayed power files may hold NaN (kept, flagged)
         rsrp_max_dbm=float(np.nanmax(rsrp)),
         best_rsrp_median_dbm=float(np.median(best_rsrp)),
-        snr_median_db=float(np.median(best_rsrp) - store.attrs["noise_power_dbm"]),
+        snr_median_db=float(np.median(best_rsrp) - noise),
+        drive_frames=(int(np.min(lengths)), int(np.median(lengths)), int(np.max(lengths))),
+        sector_share=float(np.concatenate(in_sector).mean()) if in_sector else None,
+        outage_share=float(np.mean((np.concatenate(true_best) if true_best else best_rsrp) < noise)),
     )
 
 

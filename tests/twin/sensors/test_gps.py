@@ -53,3 +53,25 @@ def test_outages_occur_at_the_configured_rate() -> None:
     assert runs.min() >= 10  # no outage shorter than the 1 s minimum
     calm = fix_schedule(GpsConfig(update_rate_hz=10.0), 1000, 10.0, np.random.default_rng(3))
     assert calm.all()
+
+
+def test_the_drifting_bias_has_its_std_and_correlation_time() -> None:
+    from twin.sensors.gps import drifting_bias
+
+    rate, std, tau = 10.0, 0.05, 3.0
+    bias = drifting_bias(200_000, rate, std, tau, np.random.default_rng(1))
+    assert bias.std(axis=0) == pytest.approx([std, std], rel=0.05)
+    lag = round(tau * rate)  # exp(-1) after one correlation time
+    correlation = np.mean(bias[lag:] * bias[:-lag], axis=0) / bias.var(axis=0)
+    np.testing.assert_allclose(correlation, np.exp(-1), atol=0.03)
+
+
+def test_a_gps_without_bias_keeps_its_draws() -> None:
+    positions = np.zeros((50, 3))
+    plain = gps_track(GpsConfig(noise_m=0.5), ORIGIN, positions, 10.0, np.random.default_rng(3))
+    biased = gps_track(
+        GpsConfig(noise_m=0.5, bias_std_m=2.0), ORIGIN, positions, 10.0, np.random.default_rng(3)
+    )
+    assert np.array_equal(plain[1], biased[1])  # the same fixes arrive
+    offset = geodetic_to_local(ORIGIN, biased[0]) - geodetic_to_local(ORIGIN, plain[0])
+    assert np.abs(offset).max() > 0.5 and np.abs(np.diff(offset, axis=0)).max() < 0.5  # slow, not jitter

@@ -154,3 +154,29 @@ def test_duplicate_paths_from_deterministic_mode_are_dropped(tiny: ScenarioConfi
     tracer = ChannelTracer(scene, replace(tiny.ray_tracing, samples_per_src=1_000_000))
     paths = tracer(run.antenna_positions(0.1)[0], run.velocities[run.served])
     assert np.all((paths.is_los & paths.valid).sum(axis=-1) == 1)
+
+
+@pytest.mark.parametrize("offset_deg", [0.0, 20.0, 45.0, 90.0, 150.0])
+def test_a_directive_ue_antenna_receives_its_pattern_gain_toward_the_base_station(
+    tiny: ScenarioConfig, offset_deg: float
+) -> None:
+    """TR 38.901's element (8 dBi, 65 degree beamwidth) in free space: turning the UE away from the
+    base station by φ costs min(12 (φ/65)², 30) dB in the horizontal plane."""
+    cfg = replace(_free_space(tiny, 60e9), **{"traffic.ue_antenna_pattern": "tr38901"})
+    tracer = ChannelTracer(TwinScene(cfg, pool={}), cfg.ray_tracing)
+    bs = np.asarray(cfg.base_station.position_m)
+    ue = bs + np.array([4.0, 9.0, 0.0])  # same height: the base station lies on the UE's horizon
+    toward_bs = np.arctan2(*(bs - ue)[[1, 0]])
+
+    def power_db(yaw: float) -> float:
+        paths = tracer(ue[None], np.zeros((1, 3)), np.array([yaw]))
+        return float(10 * np.log10(np.sum(np.abs(paths.gain[0]) ** 2)))
+
+    facing = power_db(toward_bs)
+    turned = power_db(toward_bs + np.deg2rad(offset_deg))
+    assert facing - turned == pytest.approx(min(12 * (offset_deg / 65) ** 2, 30.0), abs=0.05)
+    iso = ChannelTracer(TwinScene(_free_space(tiny, 60e9), pool={}), cfg.ray_tracing)(
+        ue[None], np.zeros((1, 3))
+    )
+    peak_dbi = facing - 10 * np.log10(np.sum(np.abs(iso.gain[0]) ** 2))
+    assert peak_dbi == pytest.approx(8.0, abs=0.1)  # the element's maximum directional gain
