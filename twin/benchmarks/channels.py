@@ -16,7 +16,9 @@ import tempfile
 import time
 
 from twin.cli import SCENARIO_DIR
-from twin.dataset.generation import generate
+from twin.dataset.generation import generate, run_indices
+from twin.dataset.simulator import layout_config, slots_in_run
+from twin.dataset.view import plan_run
 from twin.modalities import RECORDED_SENSORS
 from twin.rt_backend import sionna_rt
 from twin.scenario.config import ScenarioConfig, load_scenario
@@ -25,31 +27,35 @@ from twin.trace.traffic import make_run, pool_sizes
 
 
 def bare_solver_seconds(config: ScenarioConfig) -> float:
-    """Time of Sionna's PathSolver alone for every frame and receiver the twin traces."""
+    """Time of Sionna's PathSolver alone for every scene state and receiver the twin traces."""
     rt = sionna_rt()
     models = load_vehicle_models(config)
-    runs = [make_run(config, r, {k: m.size_m for k, m in models.items()}) for r in range(config.num_runs)]
-    scene = TwinScene(config, pool_sizes(runs))
+    sizes = {k: m.size_m for k, m in models.items()}
+    runs = [make_run(config, r, sizes) for r in run_indices(config)]
     solver = rt.PathSolver(deterministic=True)
     cfg = config.ray_tracing
-    served = config.traffic.served_per_run
     total = 0.0
-    for run in runs:
-        count = max(0, min(served, config.dataset.drives - run.run * served))
-        antennas = run.antenna_positions(config.traffic.ue_antenna_above_roof_m)[:, :count]
-        velocities = run.velocities[run.served[:count]]
-        for frame in range(config.dataset.frames_per_drive):
-            scene.pose(run, frame)
-            scene.place_receivers(antennas[frame], velocities)
-            start = time.perf_counter()
-            paths = solver(
-                scene.scene, max_depth=cfg.max_depth, samples_per_src=cfg.samples_per_src,
-                synthetic_array=True, los=cfg.los, specular_reflection=cfg.specular_reflection,
-                diffuse_reflection=cfg.diffuse_reflection, refraction=cfg.refraction,
-                diffraction=cfg.diffraction, seed=cfg.seed,
-            )  # fmt: skip
-            paths.a[0].numpy(), paths.tau.numpy()
-            total += time.perf_counter() - start
+    for layout in sorted({run.layout for run in runs}):
+        mine = [run for run in runs if run.layout == layout]
+        scene = TwinScene(layout_config(config, layout), pool_sizes(mine, rigs=config.traffic.ue_rig.enabled))
+        for run in mine:
+            plan = plan_run(config, run, slots_in_run(config, run.run))
+            slots = [slot for slot, _ in plan.drives]
+            for frame in plan.frames:
+                scene.pose(run, int(frame))
+                velocity = run.velocity_at(int(frame))[run.served[slots]]
+                scene.place_receivers(
+                    plan.antennas.positions[frame, slots], velocity, plan.antennas.yaws[slots]
+                )
+                start = time.perf_counter()
+                paths = solver(
+                    scene.scene, max_depth=cfg.max_depth, samples_per_src=cfg.samples_per_src,
+                    synthetic_array=True, los=cfg.los, specular_reflection=cfg.specular_reflection,
+                    diffuse_reflection=cfg.diffuse_reflection, refraction=cfg.refraction,
+                    diffraction=cfg.diffraction, seed=cfg.seed,
+                )  # fmt: skip
+                paths.a[0].numpy(), paths.tau.numpy()
+                total += time.perf_counter() - start
     return total
 
 
@@ -71,8 +77,8 @@ def main() -> None:
         base, seed=base.seed + 1000, dataset=dataclasses.replace(base.dataset, drives=1, frames_per_drive=3)
     )
     with tempfile.TemporaryDirectory() as cache:
-        generate(warmup, cache, progress=False)  # compiles (or loads) the Dr.Jit kernels
-        _, stats = generate(config, cache, progress=True)
+        generate(warmup, cache, progress=False, workers=1)  # compiles (or loads) the Dr.Jit kernels
+        _, stats = generate(config, cache, progress=True, workers=1)  # one process: against the bare loop
     bare = bare_solver_seconds(config)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_1000 = 1000 / stats.frames_per_second

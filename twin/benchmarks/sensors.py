@@ -2,7 +2,8 @@
 
 Prints milliseconds per frame of each base-station sensor and of the channel tracing, the
 whole-frame rate with every sensor on (one frame = one scene state: channels of all served UEs of
-the run plus one camera image, LiDAR sweep and radar cube), and the bytes per frame in the store.
+the run plus one camera image, LiDAR sweep and radar cube), the end-to-end generation rate with one
+and with two worker processes, and the bytes per frame in the store.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import h5py
 
 from twin.cli import SCENARIO_DIR
 from twin.dataset.generation import generate
+from twin.dataset.view import plan_run
 from twin.scenario.config import load_scenario
 from twin.sensors.base import FrameState
 from twin.sensors.registry import build_sensors
@@ -50,22 +52,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="urban_street")
     parser.add_argument("--steps", type=int, default=60, help="frames (scene states) to time")
+    parser.add_argument("--drives", type=int, default=12, help="drives generated end to end per run of it")
     args = parser.parse_args()
     config = load_scenario(SCENARIO_DIR / f"{args.scenario}.yaml")
     models = load_vehicle_models(config)
-    run = make_run(config, 0, {k: m.size_m for k, m in models.items()})
-    twin = TwinScene(config, pool_sizes([run]))
+    sizes = {k: m.size_m for k, m in models.items()}
+    runs = [make_run(config, r, sizes) for r in range(4)]
+    twin = TwinScene(config, pool_sizes(runs, rigs=config.traffic.ue_rig.enabled))
     tracer = ChannelTracer(twin, config.ray_tracing)
     sensors = build_sensors(config, twin)
-    antennas = run.antenna_positions(config.traffic.ue_antenna_above_roof_m)
-    velocities = run.velocities[run.served]
     seconds = {"channels": 0.0} | {type(s).__name__: 0.0 for s in sensors}
-    frames = range(min(args.steps, config.dataset.frames_per_drive))
+    states = []  # (run, frame, slots) of the frames the drives need
+    for run in runs:
+        plan = plan_run(config, run, config.traffic.served_per_run)
+        states += [(run, plan, int(f)) for f in plan.frames]
+    states = states[: args.steps]
     for warm in (True, False):  # the first pass compiles Dr.Jit kernels
-        for frame in frames:
+        for i, (run, plan, frame) in enumerate(states):
+            slots = [slot for slot, _ in plan.drives]
             twin.pose(run, frame)
             start = time.perf_counter()
-            tracer(antennas[frame], velocities)
+            tracer(plan.antennas.positions[frame, slots], run.velocity_at(frame)[run.served[slots]],
+                   plan.antennas.yaws[slots])  # fmt: skip
             if not warm:
                 seconds["channels"] += time.perf_counter() - start
             state = FrameState(twin, run, frame)
@@ -74,8 +82,10 @@ def main() -> None:
                 sensor(state)
                 if not warm:
                     seconds[type(sensor).__name__] += time.perf_counter() - start
-            if warm and frame >= 2:
+            if warm and i >= 2:
                 break
+    run = runs[0]
+    frames = states
     n = len(frames)
     print(f"scenario        {config.name}, {n} frames, {len(run.served)} served UEs per frame")
     for name, total in seconds.items():
@@ -83,9 +93,17 @@ def main() -> None:
     whole = sum(seconds.values()) / n
     print(f"whole frame     {1000 * whole:7.1f} ms/frame = {1 / whole:.1f} frames/s "
           f"({len(run.served) / whole:.0f} drive samples/s)")  # fmt: skip
-    small = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, drives=len(run.served)))
     with tempfile.TemporaryDirectory() as cache:
-        path, _ = generate(small, cache, progress=False)
+        for workers in (1, 2):  # end to end: posing, tracing, rendering, writing the store
+            drives = max(args.drives, len(run.served))
+            small = dataclasses.replace(
+                config, seed=config.seed + workers, dataset=dataclasses.replace(config.dataset, drives=drives)
+            )
+            path, stats = generate(small, cache, progress=False, workers=workers)
+            label = f"{workers} process" + ("es" if workers > 1 else "")
+            print(f"generation      {label}: {stats.steps} scene frames in {stats.seconds:.1f} s = "
+                  f"{stats.steps / stats.seconds:.1f} scene frames/s ({stats.frames / stats.seconds:.1f} "
+                  "drive samples/s)")  # fmt: skip
         sizes, scene_frames, samples = stored_bytes(path)
     print(
         f"store           {sum(sizes.values()) / samples / 1024:.0f} KiB per drive sample; per scene frame:"
