@@ -145,8 +145,8 @@ def generate(
     config: ScenarioConfig, cache_dir: str | Path, progress: bool = True, workers: int = 0
 ) -> tuple[Path, GenerationStats]:
     """Build (or find) the dataset of `config`; resumes a killed generation where it stopped.
-    `workers` processes trace runs side by side (0: two on a machine with two or more cores when
-    there are enough frames to pay for starting them); the store does not depend on how many."""
+    `workers` processes trace runs side by side (0: one per two cores when there are enough frames
+    to pay for starting them, twin.dataset.parallel); the store does not depend on how many."""
     path = store_path(config, cache_dir)
     stats = GenerationStats()
     if path.exists():
