@@ -44,6 +44,7 @@ from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError
+from twin.progress import progress_bar
 from twin.validation import at_least, between, build, one_of, spec, to_dict
 
 
@@ -292,7 +293,7 @@ def fit(
                 module.eval()
             loader = _loader(train_set, config.batch_size, True, config.seed + epoch)
             desc = f"{config.model} epoch {epoch}/{config.epochs}"
-            with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+            with progress_bar(loader, desc=desc, unit="batch", enabled=progress, leave=False) as bar:
                 loss, out_of_time = run.epoch(bar, deadline)
             metrics = validate()
             history.append({"epoch": epoch, "train_loss": loss, **metrics})

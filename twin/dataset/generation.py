@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import twin
+from twin.progress import progress_bar
 from twin.radio.codebook import (
     Codebook,
     UniformLinearArray,
@@ -286,9 +287,7 @@ def generate(
         simulator = DriveSimulator(config, runs)
         total = sum(simulator.drives_in_run(r.run) for r in todo) * config.dataset.frames_per_drive
         start = time.perf_counter()
-        with tqdm(
-            total=total, unit="frame", desc=f"tracing {config.name}", disable=not progress, mininterval=0.5
-        ) as bar:
+        with progress_bar(total=total, unit="frame", desc=f"tracing {config.name}", enabled=progress) as bar:
             for run in todo:
                 episodes, shared = simulator.simulate(run, bar)
                 writer.write_run(run.run, episodes, shared)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from twin.errors import ConfigError
 from twin.loop.drives import Drive, TwinContext, load_drives
@@ -35,6 +34,7 @@ from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, fr
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.loop.rollout import rollout
 from twin.modalities import SENSOR_MODALITIES
+from twin.progress import progress_bar
 from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec
 
@@ -242,9 +242,7 @@ def evaluate(
     workers = config.workers or min(2, os.cpu_count() or 1)
     with _pool(workers if len(plan) >= 64 else 1, runners, drives, config) as pool:
         total = len(grid) * len(config.seeds) * len(drives)
-        with tqdm(
-            total=total, unit="drive", desc="closed loop", disable=not progress, mininterval=0.5
-        ) as bar:
+        with progress_bar(total=total, unit="drive", desc="closed loop", enabled=progress) as bar:
             jobs = [[(key, plan[key]) for key in batch] for _, batch in batches]
             for (covered, _), (metrics, timing) in zip(batches, pool(jobs)):
                 done.update(metrics)
