@@ -20,7 +20,8 @@ Evaluators step many drives in lockstep (twin.loop.lockstep) and ask for all of 
 `reset_batch(context, rngs)` starts one lane per drive, `act_batch(observations, links)` decides for
 the lanes still driving. Lanes start longest drive first, so a batch of n always holds lanes 0..n-1.
 The base class runs an independent copy of the policy per lane (correct for any policy, fast for
-none); a policy that decides for many drives at once (one forward pass of a model) overrides both:
+none); a policy that decides for many drives at once (one forward pass of a model) overrides both,
+and keeps `reset`/`act` for one drive as a batch of one (`self.reset_batch(context, [rng])`):
 
         def reset_batch(self, context, rngs):
             super().reset(context, rngs[0])
