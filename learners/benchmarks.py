@@ -32,7 +32,7 @@ from learners.checkpoint import load_checkpoint
 from learners.closed_loop import run_closed_loop
 from learners.losses import focal_loss
 from learners.models.registry import ModelContext, build_model, model_class, model_options
-from learners.policy import LearnedPolicy, load_policy, policy_class
+from learners.policy import LearnedPolicy, load_policy, one_thread, policy_class
 from learners.preprocess import Preprocessor, preprocess_config
 from learners.train import fit
 from twin.cli import SCENARIO_DIR
@@ -135,16 +135,18 @@ def lockstep_rates(store: Path, policy: LearnedPolicy, lanes: int, faults: Any) 
 
 @torch.inference_mode()
 def forward_rate(policy: LearnedPolicy, batch: int, repeats: int = 5) -> float:
-    """Samples/s of the model's forward pass alone on random inputs of its sizes, `batch` at a time."""
+    """Samples/s of the model's forward pass alone on random inputs of its sizes, `batch` at a time,
+    on one thread as the policy runs it."""
     model = policy.model
     context = model.context
     inputs = {m: torch.randn(batch, context.history, *shape) for m, shape in context.shapes.items()}
     masks = {m: torch.ones(batch, context.history, dtype=torch.bool) for m in context.shapes}
-    model(inputs, masks)
-    start = time.perf_counter()
-    for _ in range(repeats):
+    with one_thread():
         model(inputs, masks)
-    return batch * repeats / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(inputs, masks)
+        return batch * repeats / (time.perf_counter() - start)
 
 
 def evaluation_seconds(
@@ -272,7 +274,7 @@ def main() -> None:
     print(f"dataset {store}; checkpoints {folder}; torch threads {torch.get_num_threads()}")
 
     if not args.skip_timing:
-        print("\n## Decision latency (policy act(): preprocessing + forward pass)")
+        print("\n## Decision latency (policy act(): preprocessing + forward pass on one thread)")
         for preset in ("tiny", "paper"):
             latency = decision_latency(store, untrained_policy(store, preset), args.frames) * 1e3
             p50, p99 = np.percentile(latency, [50, 99])
