@@ -6,7 +6,11 @@ Prints
 2. decision latency on this CPU (p50/p99 of the policy adapter's act(): preprocessing of the frame's
    observation plus the forward pass) for the tiny and paper presets, against the 40 ms V2X
    decision budget the BeamTransFuser paper cites (5GAA);
-3. an accuracy table on the scenario's validation drives (never trained on): offline top-1/top-3,
+3. batched decisions per second of BeamTransFuser tiny in the lockstep closed loop (one forward pass
+   per frame for all drives) beside the single-drive loop, and of its forward pass alone per batch
+   size; with `--evaluation`, the closed-loop evaluation grid (classical policies and BeamTransFuser
+   on 16 drives) with one and with two worker processes;
+4. an accuracy table on the scenario's validation drives (never trained on): offline top-1/top-3,
    DBA and beam distance of every learned model, and closed-loop SNR loss, rate and DBA of the
    learned models beside the classical policies (clean channel, no injected faults).
 Timings share the CPU with whatever else runs; they are indicative, not a controlled measurement.
@@ -28,14 +32,17 @@ from learners.checkpoint import load_checkpoint
 from learners.closed_loop import run_closed_loop
 from learners.losses import focal_loss
 from learners.models.registry import ModelContext, build_model, model_class, model_options
-from learners.policy import LearnedPolicy, load_policy, policy_class
+from learners.policy import LearnedPolicy, load_policy, one_thread, policy_class
 from learners.preprocess import Preprocessor, preprocess_config
 from learners.train import fit
 from twin.cli import SCENARIO_DIR
 from twin.dataset.generation import generate
 from twin.loop.drives import load_drives
 from twin.loop.env import BeamSelectionEnv
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.lockstep import EnvLanes, rollout_batch
 from twin.loop.policies import make_policy
+from twin.loop.rollout import rollout
 from twin.scenario.config import load_scenario
 from twin.store import TwinStore
 from twin.store.deployment import read_deployment
@@ -89,8 +96,8 @@ def decision_latency(store: Path, policy: LearnedPolicy, frames: int) -> np.ndar
     obs, _ = env.reset(options={"episode": 0, "fault_seed": 0})
     policy.reset(env.context, np.random.default_rng(0))
     policy.act(obs, env)
-    policy.memo.capacity = 0  # every frame preprocessed afresh, as a deployed model sees it
-    policy.memo.entries.clear()
+    policy.memo.capacity_bytes = 0  # every frame preprocessed afresh, as a deployed model sees it
+    policy.memo.clear()
     times: list[float] = []
     episode = 0
     while len(times) < frames and episode < env.num_episodes:
@@ -103,6 +110,60 @@ def decision_latency(store: Path, policy: LearnedPolicy, frames: int) -> np.ndar
             obs, *_ = env.step(int(beams[0]))
         episode += 1
     return np.asarray(times)
+
+
+def lockstep_rates(store: Path, policy: LearnedPolicy, lanes: int, faults: Any) -> dict[str, float]:
+    """Decisions/s of `policy` over the store's first `lanes` drives under `faults`: the lockstep loop
+    with a cold and with a warm memo of preprocessed frames (the evaluation meets most frames again:
+    other cars of the run, other conditions, other seeds), then the single-drive loop (memo warm)."""
+    env = BeamSelectionEnv(store, modalities=sorted(policy.reads(load_drives(store).context.sensors)))
+    drives = env.drives[:lanes]
+    rates = {}
+    policy.memo.clear()
+    for label, batched in (
+        ("lockstep, memo cold", True),
+        ("lockstep, memo warm", True),
+        ("single-drive, memo warm", False),
+    ):
+        latencies: list[float] = []
+        if batched:
+            rollout_batch(EnvLanes(env), policy, drives, faults, 0, latencies)
+        else:
+            for drive in drives:
+                rollout(env, policy, drive, faults, 0, latencies)
+        rates[label] = len(latencies) / sum(latencies)
+    return rates
+
+
+@torch.inference_mode()
+def forward_rate(policy: LearnedPolicy, batch: int, repeats: int = 5) -> float:
+    """Samples/s of the model's forward pass alone on random inputs of its sizes, `batch` at a time,
+    on one thread as the policy runs it."""
+    model = policy.model
+    context = model.context
+    inputs = {m: torch.randn(batch, context.history, *shape) for m, shape in context.shapes.items()}
+    masks = {m: torch.ones(batch, context.history, dtype=torch.bool) for m in context.shapes}
+    with one_thread():
+        model(inputs, masks)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(inputs, masks)
+        return batch * repeats / (time.perf_counter() - start)
+
+
+def evaluation_seconds(
+    store: Path, checkpoint: Path, drives: list[str], workers: int
+) -> tuple[float, dict[str, float]]:
+    """The main job's closed loop: classical policies and BeamTransFuser over `drives`, the default
+    grid (no figures), on `workers` processes: wall time and decisions/s per policy."""
+    options = {"beamtransfuser": {"checkpoint": str(checkpoint)}}
+    config = evaluation_from(
+        {"workers": workers, "plots": False, "snapshot": False, "policy_options": options}
+    )
+    faults = load_scenario(SCENARIO_DIR / f"{store.stem.rsplit('-', 1)[0]}.yaml").faults
+    start = time.perf_counter()
+    result = evaluate(store, faults, config, [*CLASSICAL, "beamtransfuser"], progress=False, drive_ids=drives)
+    return time.perf_counter() - start, result.decisions_per_s
 
 
 def untrained_policy(store: Path, preset: str) -> LearnedPolicy:
@@ -200,6 +261,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per model")
     parser.add_argument("--frames", type=int, default=50, help="decisions timed per preset")
+    parser.add_argument("--lanes", type=int, default=16, help="drives in lockstep for the batched figures")
+    parser.add_argument(
+        "--evaluation", action="store_true", help="time the evaluation grid on 1 and 2 workers"
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-timing", action="store_true", help="no latency and paper-preset figures")
     parser.add_argument(
@@ -212,15 +277,36 @@ def main() -> None:
     print(f"dataset {store}; checkpoints {folder}; torch threads {torch.get_num_threads()}")
 
     if not args.skip_timing:
-        print("\n## Decision latency (policy act(): preprocessing + forward pass)")
+        print("\n## Decision latency (policy act(): preprocessing + forward pass on one thread)")
         for preset in ("tiny", "paper"):
             latency = decision_latency(store, untrained_policy(store, preset), args.frames) * 1e3
             p50, p99 = np.percentile(latency, [50, 99])
             verdict = "within" if p99 <= BUDGET_MS else "over"
             budget = f"{verdict} the {BUDGET_MS:.0f} ms budget, {len(latency)} decisions"
             print(f"{preset:6s} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ({budget})")
+        print(
+            f"\n## Batched decisions, BeamTransFuser tiny ({args.lanes} drives in lockstep, scenario faults)"
+        )
+        tiny = untrained_policy(store, "tiny")
+        faults = load_scenario(SCENARIO_DIR / f"{args.scenario}.yaml").faults
+        for label, rate in lockstep_rates(store, tiny, args.lanes, faults).items():
+            print(f"{label:24s} {rate:9,.0f} decisions/s")
+        for batch in (1, args.lanes, 64):
+            print(f"forward pass alone, batch {batch:<3d} {forward_rate(tiny, batch):9,.0f} samples/s")
         print("\n## Training throughput")
         print(f"paper  {paper_training_rate(store):8.2f} samples/s (batch 4, random inputs of its sizes)")
+    if args.evaluation:
+        checkpoint = fit(
+            store, {"model": "beamtransfuser", "epochs": 0}, folder / "untrained", progress=False
+        )
+        drives = json.loads((checkpoint.checkpoint / "config.json").read_text())["split"]["val"]
+        print(
+            f"\n## Closed-loop evaluation grid: classical policies and BeamTransFuser, {len(drives)} drives"
+        )
+        for workers in (1, 2):
+            seconds, rates = evaluation_seconds(store, checkpoint.checkpoint, drives, workers)
+            fuser = rates["beamtransfuser"]
+            print(f"{workers} worker(s)  {seconds:6.1f} s; BeamTransFuser {fuser:,.0f} decisions/s")
     if args.skip_accuracy:
         return
     rows, throughput = accuracy_table(store, args.epochs, args.budget, folder, seeds=(0,))

@@ -1,5 +1,6 @@
 """Closed-loop scoring of one policy on chosen drives of a store (e.g. the validation drives a model
-never trained on), with the environment's metrics (twin.loop.metrics) and per-decision latency."""
+never trained on), with the environment's metrics (twin.loop.metrics) and per-decision latency. The
+drives run in lockstep (twin.loop.lockstep), as in the main job's evaluation."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 
 from twin.loop.drives import load_drives
 from twin.loop.env import BeamSelectionEnv
+from twin.loop.lockstep import EnvLanes, rollout_batch
 from twin.loop.metrics import METRIC_NAMES, frame_metrics
 from twin.loop.policies import Policy
-from twin.loop.rollout import rollout
 from twin.scenario.faults import FaultsConfig, faults_from
 
 
@@ -23,7 +24,7 @@ class ClosedLoopResult:
     policy: str
     metrics: dict[str, float]  # frame-pooled means of twin.loop.metrics.METRICS
     frames: int
-    latencies_s: np.ndarray  # (decisions,) wall time of each act()
+    latencies_s: np.ndarray  # (decisions,) wall time of each decision (a batch's shared by its lanes)
 
     def latency_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q) * 1e3) if len(self.latencies_s) else float("nan")
@@ -45,9 +46,11 @@ def run_closed_loop(
     sums = dict.fromkeys(METRIC_NAMES, 0.0)
     frames = 0
     latencies: list[float] = []
+    lanes = EnvLanes(env)
     for seed in seeds:
-        for drive in env.drives:
-            per_frame = frame_metrics(rollout(env, policy, drive, faults, seed, latencies), outage_snr_db)
+        records = rollout_batch(lanes, policy, env.drives, faults, seed, latencies)
+        for drive, record in zip(env.drives, records):
+            per_frame = frame_metrics(record, outage_snr_db)
             for name in METRIC_NAMES:
                 sums[name] += float(np.sum(per_frame[name]))
             frames += drive.num_frames

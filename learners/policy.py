@@ -4,7 +4,9 @@ The adapter keeps its own history window, built frame by frame from the observat
 learners.data builds training windows: sensor inputs of the last H frames through the same
 preprocessing (a frame whose mask is 0 — missing, in an outage, before the first fix — enters as
 zeros with mask 0), and the RF history of the beams it served with their RSRP feedback. It serves the
-top-ranked beam of the first predicted frame and reports the top three.
+top-ranked beam of the first predicted frame and reports the top three. Deciding for many drives at
+once (the evaluator's lockstep lanes), it keeps one window per lane and runs one forward pass for
+all of them; one drive is a batch of one.
 
 Options (evaluation.policy_options.<name>): `checkpoint` (a folder written by learners.train),
 `probe` (measure the top-`probe` predicted beams and serve the strongest: beam refinement at the
@@ -17,10 +19,11 @@ on import of this module; `kalman` needs no checkpoint (it is built from the sto
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
-from twin.loop.policies import POLICIES, Decision, Link, Policy, mask_of, register_policy
+from twin.loop.policies import POLICIES, Decision, Link, Observation, Policy, mask_of, register_policy
 from twin.store import TwinStore
 from twin.store.deployment import read_deployment
 from twin.validation import between, spec
@@ -48,20 +51,39 @@ class LearnedOptions:
     initial_sweep: bool = spec(True)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside: decisions then come out the same on any number of cores, in
+    or out of evaluation workers, and on a busy machine OpenMP's threads do not wait on each other
+    (two threads were 6x slower than one for a batch of 16 with other jobs on the cores)."""
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads != 1:
+            torch.set_num_threads(threads)
+
+
 class FrameMemo:
     """Preprocessed sensor frames by content. The base station's frames recur in every drive of a run
     and in every fault condition that leaves the modality alone, and preprocessing them is about a
-    third of a decision's time; a 128-bit BLAKE2 digest of the raw bytes identifies a frame."""
+    third of a decision's time; a SHA-1 digest of the raw bytes identifies a frame (hashing is
+    most of a memo hit's cost, and SHA-1 runs twice as fast as BLAKE2 here; no adversary). Bounded
+    by bytes, not entries: the tiny GPS features must not push the image frames out (an evaluation
+    condition on urban_street touches about 2,000 entries, 10 MB, then the next one the same)."""
 
-    def __init__(self, preprocessor: Preprocessor, capacity: int = 2048):
+    def __init__(self, preprocessor: Preprocessor, capacity_bytes: int = 256 * 2**20):
         self.preprocessor = preprocessor
-        self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self.entries: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+        self.size_bytes = 0
         self.hits = self.misses = 0
 
     def __call__(self, name: str, raw: np.ndarray) -> np.ndarray:
         raw = np.ascontiguousarray(raw)
-        key = (name, raw.dtype.str, raw.shape, hashlib.blake2b(raw.data, digest_size=16).digest())
+        key = (name, raw.dtype.str, raw.shape, hashlib.sha1(raw.data, usedforsecurity=False).digest())
         frame = self.entries.get(key)
         if frame is not None:
             self.hits += 1
@@ -71,9 +93,14 @@ class FrameMemo:
         frame = self.preprocessor.frame(name, raw)
         frame.flags.writeable = False  # shared by every window that holds this frame
         self.entries[key] = frame
-        if len(self.entries) > self.capacity:
-            self.entries.popitem(last=False)
+        self.size_bytes += frame.nbytes
+        while self.size_bytes > self.capacity_bytes and self.entries:
+            self.size_bytes -= self.entries.popitem(last=False)[1].nbytes
         return frame
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.size_bytes = 0
 
 
 class HistoryWindow:
@@ -125,16 +152,25 @@ class HistoryWindow:
         return any(ok for _, _, ok in self.beams)
 
     def batch(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        inputs, masks = {}, {}
-        for name in self.sensors:
-            inputs[name] = torch.from_numpy(np.stack(self.frames[name]))[None]
-            masks[name] = torch.tensor(list(self.masks[name]))[None]
-        if self.rf:
-            beams, rsrp, ok = zip(*self.beams)
-            inputs[RF_INPUT] = torch.tensor(beams, dtype=torch.int64)[None]
-            inputs["beam_rsrp"] = torch.tensor(rsrp, dtype=torch.float32)[None]
-            masks[RF_INPUT] = torch.tensor(ok)[None]
-        return inputs, masks
+        """This window as a batch of one."""
+        return collate([self])
+
+
+def collate(windows: Sequence[HistoryWindow]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Windows of one model as a batch: inputs (B, H, ...) and masks (B, H), window i in row i."""
+    first = windows[0]
+    count, history = len(windows), len(first.beams)
+    inputs, masks = {}, {}
+    for name in first.sensors:
+        frames = np.stack([frame for w in windows for frame in w.frames[name]])
+        inputs[name] = torch.from_numpy(frames.reshape(count, history, *frames.shape[1:]))
+        masks[name] = torch.tensor([list(w.masks[name]) for w in windows])
+    if first.rf:
+        beams, rsrp, ok = (np.array([[entry[j] for entry in w.beams] for w in windows]) for j in range(3))
+        inputs[RF_INPUT] = torch.from_numpy(beams.astype(np.int64))
+        inputs["beam_rsrp"] = torch.from_numpy(rsrp.astype(np.float32))
+        masks[RF_INPUT] = torch.from_numpy(ok.astype(bool))
+    return inputs, masks
 
 
 class LearnedPolicy(Policy):
@@ -167,7 +203,10 @@ class LearnedPolicy(Policy):
         self.modalities = frozenset(self.preprocessor.source(n) for n in model.inputs if n != RF_INPUT)
 
     def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
-        super().reset(context, rng)
+        self.reset_batch(context, [rng])
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        super().reset(context, rngs[0] if rngs else np.random.default_rng(0))
         if os.getpid() != _PARENT_PID:
             # A forked evaluation worker: torch's OpenMP pool does not survive fork (the first
             # parallel op would hang), and the evaluator already runs one worker per core.
@@ -180,7 +219,10 @@ class LearnedPolicy(Policy):
                 f"policy {self.name}: the model predicts {model.context.num_beams} beams, "
                 f"the store {context.path} has {context.num_beams}"
             )
-        self.window = HistoryWindow(model, self.preprocessor, context.noise_power_dbm, self.memo)
+        self.windows = [
+            HistoryWindow(model, self.preprocessor, context.noise_power_dbm, self.memo) for _ in rngs
+        ]
+        self.window = self.windows[0] if self.windows else None  # the one drive's, outside lockstep
         self._all = np.arange(context.num_beams)
 
     def _build_untrained(self, context: TwinContext) -> None:
@@ -196,15 +238,25 @@ class LearnedPolicy(Policy):
         self.use(model_class(self.kind)(model_class(self.kind).Options(), model_context))
 
     @torch.inference_mode()
-    def scores(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Observe the frame and return the model's (K,) logits for it."""
-        self.window.observe(obs)
-        inputs, masks = self.window.batch()
-        return self.model(inputs, masks)[0, 0].numpy()
+    def scores(self, observations: Sequence[Observation]) -> np.ndarray:
+        """Observe the frame of every lane still driving and return the model's (B, K) logits for
+        them, from one forward pass."""
+        windows = self.windows[: len(observations)]
+        for window, obs in zip(windows, observations):
+            window.observe(obs)
+        inputs, masks = collate(windows)
+        with one_thread():
+            return self.model(inputs, masks)[:, 0].numpy()
 
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
-        logits = self.scores(obs)
-        if self.options.initial_sweep and not self.window.sensors and not self.window.has_feedback:
+        return self.act_batch([obs], [link])[0]
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        logits = self.scores(observations)
+        return [self._decide(row, window, link) for row, window, link in zip(logits, self.windows, links)]
+
+    def _decide(self, logits: np.ndarray, window: HistoryWindow, link: Link) -> Decision:
+        if self.options.initial_sweep and not window.sensors and not window.has_feedback:
             return _ranked(link.measure(self._all), self._all)
         order = np.argsort(-logits, kind="stable")
         if self.options.probe:

@@ -3,9 +3,11 @@
 The store is the scenario's cached twin dataset (generated when missing) or any store given as
 `store=<file>` (e.g. replayed recordings). Drives are split by run into training and validation
 (learners.data); every epoch prints validation top-1/top-3, DBA and mean beam distance; training
-stops early when validation DBA has not improved for `patience` epochs, when `time_budget_s` runs
-out, or after `epochs`; the best epoch's weights are saved (safetensors + config.json). The same seed
-gives the same split, batches, augmentation and initial weights, hence the same checkpoint.
+stops after `epochs`, or early when validation DBA has not improved for `patience` epochs; the best
+epoch's weights are saved (safetensors + config.json). The same seed gives the same split, batches,
+augmentation and initial weights, hence the same checkpoint however fast the machine is. A wall-clock
+cap, `time_budget_s`, is opt-in (default off): where it cuts training, the checkpoint records it
+(`stopped: "time budget"`) and its numbers depend on the machine.
 
 From Python: `train(store, {"model": "gru", "epochs": 5}, "outputs/checkpoints/gru", time_budget_s=60)`
 returns the checkpoint folder; `train_or_load` reuses a folder trained with the same settings on the
@@ -35,13 +37,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from learners.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from learners.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
 from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_config, load_frames
 from learners.losses import focal_loss
 from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.preprocess import PreprocessConfig, preprocess_config
 from twin.errors import ConfigError
+from twin.progress import progress_bar
 from twin.validation import at_least, between, build, one_of, spec, to_dict
 
 
@@ -58,7 +61,7 @@ class TrainConfig:
     schedule: str = spec("cosine", check=one_of("cosine", "constant"))  # learning rate over the epochs
     keep: str = spec("best", check=one_of("best", "last"))  # weights saved: best validation DBA or last
     seed: int = spec(0, check=at_least(0))
-    time_budget_s: float = spec(0.0, check=at_least(0))  # 0: no limit
+    time_budget_s: float = spec(0.0, check=at_least(0))  # opt-in wall-clock cap; 0: none (epochs decide)
     modality_dropout: float = spec(0.1, check=between(0, 0.9))  # per sample and sensor input
     threads: int = spec(0, check=between(0, 256))  # torch threads; 0: torch's default
     init_from: str = spec("")  # checkpoint whose matching tensors initialise the model
@@ -290,7 +293,7 @@ def fit(
                 module.eval()
             loader = _loader(train_set, config.batch_size, True, config.seed + epoch)
             desc = f"{config.model} epoch {epoch}/{config.epochs}"
-            with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+            with progress_bar(loader, desc=desc, unit="batch", enabled=progress, leave=False) as bar:
                 loss, out_of_time = run.epoch(bar, deadline)
             metrics = validate()
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
@@ -387,15 +390,19 @@ def train_or_load(
     log: Callable[[str], Any] | None = None,
 ) -> Path:
     """The checkpoint of these settings on this store: reused from `checkpoint_root/<model>-<hash>`
-    when it exists and loads, otherwise trained there (within `time_budget_s`). `log` (e.g. print)
-    receives one line saying which, and the training time."""
+    when it exists and loads, otherwise trained there (within `time_budget_s`, when given). A
+    checkpoint a time budget cut short is reused only under a budget again: without one, training
+    runs to its epochs. `log` (e.g. print) receives one line saying which, and the training time."""
     config = train_config(config)
     folder = checkpoint_folder(store, config, checkpoint_root)
-    if checkpoint_exists(store, config, checkpoint_root):
-        if log:
-            log(f"reusing        {config.model} trained with these settings on {store}")
-        return folder
     budget = config.time_budget_s if time_budget_s is None else time_budget_s
+    if checkpoint_exists(store, config, checkpoint_root):
+        if budget or not cut_by_time_budget(folder):
+            if log:
+                log(f"reusing        {config.model} trained with these settings on {store}")
+            return folder
+        if log:
+            log(f"retraining     {config.model}: its checkpoint was cut short by a time budget")
     if log:
         log(f"training       {config.model} on {store}" + (f" (at most {budget:.0f} s)" if budget else ""))
     start = time.perf_counter()
@@ -403,6 +410,11 @@ def train_or_load(
     if log:
         log(f"trained        {config.model} in {time.perf_counter() - start:.1f} s")
     return folder
+
+
+def cut_by_time_budget(checkpoint: str | Path) -> bool:
+    """Whether a time budget stopped this checkpoint's training before its epochs were done."""
+    return read_config(checkpoint).get("stopped") == "time budget"
 
 
 def checkpoint_folder(store: str | Path, config: TrainConfig, checkpoint_root: str | Path) -> Path:
@@ -440,9 +452,14 @@ def _config_from_hydra(cfg: Any) -> TrainConfig:
     )
 
 
-def _describe(result: TrainResult) -> str:
+def _describe(result: TrainResult, config: TrainConfig) -> str:
     m = result.metrics
     lines = [f"stopped        {result.stopped} after {len(result.history)} epochs, {result.seconds:.1f} s"]
+    if result.stopped == "time budget":
+        lines[0] += (
+            f": train.time_budget_s = {config.time_budget_s:g} s cut it before epoch {config.epochs} "
+            "(another machine trains further and gets other weights)"
+        )
     if not math.isnan(result.samples_per_s):
         lines.append(f"throughput     {result.samples_per_s:.0f} training samples/s")
     if m.get("samples"):
@@ -465,7 +482,7 @@ def task(cfg: Any) -> None:
     )
     print(f"dataset        {resolved.path}")
     result = fit(resolved.path, config, folder, progress=cfg.progress)
-    print(_describe(result))
+    print(_describe(result, config))
 
 
 def _main() -> None:

@@ -1,12 +1,15 @@
 """The learners' step of the main job (`python -m twin.run`), plugged in as the `learned` entry point
 of the `twin.run` group (twin.plugins) and configured by the top-level `learned:` section.
 
-Before the closed-loop evaluation, every model in `learned.train` is trained on the store within
-`learned.time_budget_s` (or its checkpoint reused: same settings, same data) and joins the policies
-with its checkpoint. A checkpoint configured by hand (`evaluation.policy_options.<model>.checkpoint`)
-joins the same way. Whenever a learned policy was trained on this very store, every policy is scored
-on the drives it held out for validation only, so no number in the report comes from a drive a model
-learned from (all policies on the same drives keeps the comparison paired).
+Before the closed-loop evaluation, every model in `learned.train` is trained on the store for its
+epochs (or its checkpoint reused: same settings, same data) and joins the policies with its
+checkpoint: the same command gives the same weights and report however fast or busy the machine is.
+A wall-clock cap, `learned.time_budget_s`, is opt-in; where it (or a checkpoint's own training
+budget) cut training short, the console and the report's notes say so. A checkpoint configured by
+hand (`evaluation.policy_options.<model>.checkpoint`) joins the same way. Whenever a learned policy
+was trained on this very store, every policy is scored on the drives it held out for validation
+only, so no number in the report comes from a drive a model learned from (all policies on the same
+drives keeps the comparison paired).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from learners.checkpoint import read_config
 from learners.data import input_fields
 from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
-from learners.train import TrainConfig, model_inputs, store_identity, train_config, train_or_load
+from learners.train import (
+    TrainConfig,
+    cut_by_time_budget,
+    model_inputs,
+    store_identity,
+    train_config,
+    train_or_load,
+)
 from twin.errors import ConfigError
 from twin.loop.drives import load_drives
 from twin.loop.evaluate import EvaluationConfig
@@ -32,7 +42,7 @@ from twin.validation import at_least, build, spec
 @dataclass(frozen=True)
 class LearnedRunConfig:
     train: tuple[str, ...] = spec(("beamtransfuser",))  # models trained before the evaluation
-    time_budget_s: float = spec(120.0, check=at_least(1))  # training seconds per model
+    time_budget_s: float | None = spec(None, check=at_least(1))  # opt-in cap per model; None: epochs decide
     checkpoint_dir: str = spec("outputs/checkpoints")
     settings: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for every model
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: its options
@@ -111,8 +121,29 @@ def prepare_learned(
         if name not in names:
             names.append(name)
     evaluation = dataclasses.replace(evaluation, policy_options=options)
+    for note in budget_notes(names, options):
+        notes.append(note)
+        print(f"note           {note}")
     drive_ids = held_out_drives(store, names, options, notes)
     return EvaluationPlan(names, evaluation, drive_ids, notes)
+
+
+def budget_notes(policies: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One note per learned policy whose checkpoint's training a time budget cut short: its
+    numbers depend on how fast and how busy the training machine was."""
+    notes = []
+    for name in policies:
+        checkpoint = options.get(name, {}).get("checkpoint")
+        if name not in MODELS or not checkpoint or not cut_by_time_budget(checkpoint):
+            continue
+        meta = read_config(checkpoint)
+        train = meta.get("train") or {}
+        notes.append(
+            f"{name}: training stopped by its time budget ({train.get('time_budget_s', 0):g} s) after "
+            f"{len(meta.get('history') or [])} of {train.get('epochs', '?')} epochs; its numbers depend on "
+            "the machine's speed (learned.time_budget_s=null trains for the epochs)"
+        )
+    return notes
 
 
 def missing_fields(store: Path, settings: TrainConfig) -> list[str]:

@@ -71,6 +71,31 @@ def test_a_checkpoint_configured_by_hand_also_restricts_the_drives(tiny_store: P
     assert prepare_learned(tiny_store, config, evaluation, ["mlp"], progress=False).drive_ids is None
 
 
+def test_a_time_budget_that_cuts_training_is_said_and_not_reused_without_one(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert learned_run_config({}).time_budget_s is None  # by default the epochs decide
+    capped = learned_run_config(
+        {"train": ["mlp"], "settings": {"epochs": 5, "time_budget_s": 1e-9}, "checkpoint_dir": str(tmp_path)}
+    )
+    plan = prepare_learned(tiny_store, capped, evaluation_from(GRID), ["genie"], progress=False)
+    (note,) = [n for n in plan.notes if "time budget" in n]
+    assert note.startswith("mlp: training stopped by its time budget (1e-09 s) after 1 of 5 epochs")
+    assert f"note           {note}" in capsys.readouterr().out
+    # The same settings without a budget: the cut checkpoint is not reused, training runs its epochs.
+    uncapped = learned_run_config(
+        {"train": ["mlp"], "settings": {"epochs": 5}, "checkpoint_dir": str(tmp_path)}
+    )
+    again = prepare_learned(tiny_store, uncapped, evaluation_from(GRID), ["genie"], progress=False)
+    out = capsys.readouterr().out
+    assert "retraining     mlp: its checkpoint was cut short by a time budget" in out
+    assert not [n for n in again.notes if "time budget" in n] and "note " not in out
+    checkpoint = again.evaluation.policy_options["mlp"]["checkpoint"]
+    assert checkpoint == plan.evaluation.policy_options["mlp"]["checkpoint"]  # one cache, same folder
+    meta = json.loads((Path(checkpoint) / "config.json").read_text())
+    assert meta["stopped"] in ("epochs", "early stop") and len(meta["history"]) >= 1
+
+
 def test_a_model_needing_sensors_the_store_lacks_is_skipped_with_a_note(
     tiny_store: Path, tmp_path: Path
 ) -> None:

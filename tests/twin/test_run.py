@@ -62,3 +62,36 @@ def test_main_job_replays_real_deepsense_sweeps(tmp_path: Path) -> None:
     )  # fmt: skip
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: replay.path: missing; expected the deepsense dataset folder"
+
+
+def test_the_same_command_gives_the_same_numbers(tmp_path: Path) -> None:
+    """Twice, each time training afresh: identical results.csv, and training ran for its epochs
+    (no wall-clock budget by default, so how fast or busy the machine is does not matter)."""
+    import csv
+
+    tables, histories = [], []
+    for attempt in ("first", "second"):
+        command = [
+            sys.executable, "-m", "twin.run", "scenario=tiny", f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / attempt}", f"learned.checkpoint_dir={tmp_path / attempt / 'ck'}",
+            "progress=false", "evaluation.snapshot=false", "evaluation.plots=false",
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "time budget" not in result.stdout
+        with (tmp_path / attempt / "results.csv").open() as f:
+            tables.append(list(csv.DictReader(f)))
+        (config,) = (tmp_path / attempt / "ck").rglob("config.json")
+        meta = json.loads(config.read_text())
+        histories.append([entry["epoch"] for entry in meta["history"]])
+        assert meta["stopped"] in ("epochs", "early stop") and meta["train"]["time_budget_s"] == 0
+    first, second = tables
+    assert len(first) == len(second) > 0 and histories[0] == histories[1]
+    assert {row["policy"] for row in first} >= {"beamtransfuser", "genie"}
+    for a, b in zip(first, second):
+        assert a.keys() == b.keys()
+        for key in a:
+            try:
+                assert float(a[key]) == float(b[key]) or (a[key] == b[key] == "nan"), (key, a, b)
+            except ValueError:
+                assert a[key] == b[key], key

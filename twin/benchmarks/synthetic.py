@@ -42,7 +42,7 @@ def _paths(ue: np.ndarray, bs: np.ndarray, wavelength: float) -> tuple[np.ndarra
 def synthetic_store(
     path: str | Path,
     drives: int = 4,
-    frames: int = 40,
+    frames: int | Sequence[int] = 40,
     num_beams: int = 64,
     num_antennas: int = 16,
     sensors: Sequence[str] = RECORDED_SENSORS,
@@ -60,9 +60,10 @@ def synthetic_store(
     array = UniformLinearArray(num_antennas, 0.5, bs, np.deg2rad(90.0))
     codebook = Codebook.steering(array, num_beams, -45.0, 45.0)
     fps = 10.0
-    t = np.arange(frames) / fps
+    per_drive = [frames] * drives if isinstance(frames, int) else list(frames)
     episodes = []
-    for d in range(drives):
+    for d, frames in enumerate(per_drive):  # from here on: this drive's length
+        t = np.arange(frames) / fps
         direction = 1 if d % 2 == 0 else -1
         speed = 8.0 + 2.0 * d
         x = direction * (speed * (t - t[-1] / 2)) + 3.0 * (d % 3 - 1)

@@ -16,13 +16,13 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import twin
 from twin.dataset.estimate import check_disk, estimate_generation
 from twin.dataset.parallel import RunTask, automatic_workers, simulated_runs
 from twin.dataset.simulator import slots_in_run
 from twin.dataset.view import plan_run
+from twin.progress import progress_bar
 from twin.radio.codebook import (
     Codebook,
     UniformLinearArray,
@@ -183,9 +183,7 @@ def generate(
         workers = workers or automatic_workers(total)
         start = time.perf_counter()
         solver_s, sensor_s = 0.0, {}
-        with tqdm(
-            total=total, unit="frame", desc=f"tracing {config.name}", disable=not progress, mininterval=0.5
-        ) as bar:
+        with progress_bar(total=total, unit="frame", desc=f"tracing {config.name}", enabled=progress) as bar:
             for result in simulated_runs(tasks, workers, bar if workers == 1 else None):
                 writer.write_run(result.run, result.episodes, result.shared)
                 solver_s += result.solver_seconds

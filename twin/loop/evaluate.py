@@ -7,7 +7,8 @@ configures it). The same seed gives the same fault draws in every condition (com
 so differences between conditions are the faults', not the dice's.
 
 A policy that cannot read a modality scores exactly the same with or without that modality's
-dropout (independent fault streams), so such runs are computed once and reused.
+dropout (independent fault streams), so such runs are computed once and reused. The drives of one
+(policy, condition, seed) run in lockstep (twin.loop.lockstep), the policy deciding for all at once.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from twin.errors import ConfigError
 from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
 from twin.loop.faults.blockage import uses_path_table
+from twin.loop.lockstep import EnvLanes, rollout_batch
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.loop.rollout import rollout
 from twin.modalities import SENSOR_MODALITIES
+from twin.progress import progress_bar
 from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec
 
@@ -172,22 +174,39 @@ class Evaluation:
 
 @dataclass
 class _Runner:
-    """One environment per policy, observing only what the policy reads."""
+    """A policy and its environments (one per lockstep lane), observing only what the policy reads."""
 
     policy: Policy
     env: BeamSelectionEnv
     reads: frozenset[str]
     act_seconds: float = 0.0
     decisions: int = 0
+    lanes: EnvLanes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lanes = EnvLanes(self.env)
+
+    def timed(self, latencies: list[float]) -> None:
+        self.act_seconds += sum(latencies)
+        self.decisions += len(latencies)
 
 
 def replay_drive(runner: _Runner, drive: Drive, faults: FaultsConfig, seed: int) -> FrameRecord:
-    """Run one policy closed-loop over one drive (twin.loop.rollout), timing its decisions."""
+    """Run one policy closed-loop over one drive (the reference loop, twin.loop.rollout), timed."""
     latencies: list[float] = []
     record = rollout(runner.env, runner.policy, drive, faults, seed, latencies)
-    runner.act_seconds += sum(latencies)
-    runner.decisions += len(latencies)
+    runner.timed(latencies)
     return record
+
+
+def replay_drives(
+    runner: _Runner, drives: Sequence[Drive], faults: FaultsConfig, seed: int
+) -> list[FrameRecord]:
+    """Run one policy closed-loop over many drives in lockstep (twin.loop.lockstep), timed."""
+    latencies: list[float] = []
+    records = rollout_batch(runner.lanes, runner.policy, drives, faults, seed, latencies)
+    runner.timed(latencies)
+    return records
 
 
 def evaluate(
@@ -240,9 +259,7 @@ def evaluate(
     workers = config.workers or min(2, os.cpu_count() or 1)
     with _pool(workers if len(plan) >= 64 else 1, runners, drives, config) as pool:
         total = len(grid) * len(config.seeds) * len(drives)
-        with tqdm(
-            total=total, unit="drive", desc="closed loop", disable=not progress, mininterval=0.5
-        ) as bar:
+        with progress_bar(total=total, unit="drive", desc="closed loop", enabled=progress) as bar:
             jobs = [[(key, plan[key]) for key in batch] for _, batch in batches]
             for (covered, _), (metrics, timing) in zip(batches, pool(jobs)):
                 done.update(metrics)
@@ -302,15 +319,20 @@ def _run_batch(
     """Replay a batch of (key, (runner, faults, seed, drive)); metrics per key and act timing."""
     runners, drives, config = _STATE["runners"], _STATE["drives"], _STATE["config"]
     by_index = {d.index: d for d in drives}
-    metrics, timing = {}, {}
+    # One batch is one (condition, seed): a runner's replays in it share faults and seed.
+    groups: dict[int, list[tuple[tuple[Any, ...], FaultsConfig, int, int]]] = {}
     for key, (i, faults, seed, drive) in batch:
+        groups.setdefault(i, []).append((key, faults, seed, drive))
+    metrics, timing = {}, {}
+    for i, replays in groups.items():
+        _, faults, seed, _ = replays[0]
         runner = runners[i]
         seconds, decisions = runner.act_seconds, runner.decisions
-        record = replay_drive(runner, by_index[drive], faults, seed)
-        frames = frame_metrics(record, config.outage_snr_db)
-        metrics[key] = (unit_sums(frames), {m: frames[m] for m in PLOTTED})
-        spent = timing.get(i, (0.0, 0))
-        timing[i] = (spent[0] + runner.act_seconds - seconds, spent[1] + runner.decisions - decisions)
+        records = replay_drives(runner, [by_index[replay[3]] for replay in replays], faults, seed)
+        for (key, *_), record in zip(replays, records):
+            frames = frame_metrics(record, config.outage_snr_db)
+            metrics[key] = (unit_sums(frames), {m: frames[m] for m in PLOTTED})
+        timing[i] = (runner.act_seconds - seconds, runner.decisions - decisions)
         runner.act_seconds, runner.decisions = seconds, decisions  # the caller adds the batch's timing
     return metrics, timing
 

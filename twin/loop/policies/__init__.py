@@ -2,7 +2,7 @@
 classical policies (`classical`, registered on import of this package)."""
 
 from twin.loop.policies import classical
-from twin.loop.policies.base import Decision, Link, Policy, mask_of, ranked
+from twin.loop.policies.base import Decision, Link, Memoryless, Observation, Policy, mask_of, ranked
 from twin.loop.policies.registry import (
     POLICIES,
     PolicyEntry,
@@ -17,6 +17,8 @@ __all__ = [
     "POLICIES",
     "Decision",
     "Link",
+    "Memoryless",
+    "Observation",
     "Policy",
     "PolicyEntry",
     "available_policies",

@@ -15,11 +15,27 @@ ranked best first (the first is served; the rest score top-k and DBA). A learned
 
 and `register_policy("mine", MyPredictor)` (twin.loop.policies.registry) or an entry point in the
 `twin.policies` group (twin.plugins) makes it selectable as `policies=[...,mine]`.
+
+Evaluators step many drives in lockstep (twin.loop.lockstep) and ask for all of them at once:
+`reset_batch(context, rngs)` starts one lane per drive, `act_batch(observations, links)` decides for
+the lanes still driving. Lanes start longest drive first, so a batch of n always holds lanes 0..n-1.
+The base class runs an independent copy of the policy per lane (correct for any policy, fast for
+none); a policy that decides for many drives at once (one forward pass of a model) overrides both,
+and keeps `reset`/`act` for one drive as a batch of one (`self.reset_batch(context, [rng])`):
+
+        def reset_batch(self, context, rngs):
+            super().reset(context, rngs[0])
+            self.history = np.zeros((len(rngs), 8))      # one row of state per lane
+
+        def act_batch(self, observations, links):
+            scores = self.model(np.stack([o["gps"] for o in observations]))
+            return list(np.argsort(-scores, axis=1)[:, :3])
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import copy
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -48,8 +64,12 @@ def mask_of(obs: Mapping[str, np.ndarray], name: str) -> bool:
     return bool(obs["mask"][index])
 
 
+Observation = Mapping[str, np.ndarray]
+
+
 class Policy:
-    """Base class: override `act`; `reset` is called at the start of every drive."""
+    """Base class: override `act`; `reset` is called at the start of every drive. Override
+    `reset_batch` and `act_batch` too to decide for many drives at once."""
 
     name: ClassVar[str] = ""
     modalities: ClassVar[frozenset[str]] = frozenset()  # observation entries the policy reads
@@ -63,11 +83,35 @@ class Policy:
         self.rng = rng
         self.num_beams = context.num_beams
 
-    def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
+    def act(self, obs: Observation, link: Link) -> Decision:
         raise NotImplementedError
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        """Start one lane per generator (lane i draws from rngs[i]). By default every lane is a deep
+        copy of this policy reset for one drive, so whatever state `act` keeps stays per drive."""
+        template = copy.copy(self)
+        template.__dict__.pop("_lanes", None)  # the copies must not carry the previous batch
+        self._lanes = [copy.deepcopy(template) for _ in rngs]
+        for lane, rng in zip(self._lanes, rngs):
+            lane.reset(context, rng)
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        """One decision per lane still driving: observations[i] and links[i] are lane i's."""
+        return [lane.act(obs, link) for lane, obs, link in zip(self._lanes, observations, links)]
+
+
+class Memoryless(Policy):
+    """A policy whose decision depends on the frame's observation and link alone (no state between
+    frames, no random draws): its lanes share the policy itself, no copies needed."""
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        self.reset(context, rngs[0] if rngs else np.random.default_rng(0))
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        return [self.act(obs, link) for obs, link in zip(observations, links)]
 
 
 def ranked(values: np.ndarray, beams: np.ndarray, top: int = 3) -> np.ndarray:
-    """The `top` beams of `beams` by `values`, best first."""
-    order = np.argsort(-values, kind="stable")[:top]
+    """The `top` beams of `beams` by `values`, best first (along the last axis: rows rank apart)."""
+    order = np.argsort(-values, axis=-1, kind="stable")[..., :top]
     return beams[order]

@@ -1,23 +1,26 @@
 """The classical beam-management policies: genie, exhaustive and hierarchical sweeps, beam tracking,
-the GPS geometric beam, a periodic (stale) sweep and a random beam. Each registers itself by name."""
+the GPS geometric beam, a periodic (stale) sweep and a random beam. Each registers itself by name.
+
+Batch forms (twin.loop.policies.base): the memoryless ones decide lane by lane on one instance; the
+ones that keep state between frames hold it per lane, and `act` is their batch form for one lane."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
-from twin.loop.policies.base import Decision, Link, Policy, mask_of, ranked
+from twin.loop.policies.base import Decision, Link, Memoryless, Observation, Policy, mask_of, ranked
 from twin.loop.policies.registry import register_policy
 from twin.scenario.geodetic import geodetic_to_local
 from twin.validation import at_least, between, spec
 
 
-class Genie(Policy):
+class Genie(Memoryless):
     """The oracle: the true best beam of every frame, for free (an upper bound, SNR loss 0)."""
 
     name = "genie"
@@ -26,7 +29,7 @@ class Genie(Policy):
         return link.oracle_ranking()[:3]
 
 
-class Exhaustive(Policy):
+class Exhaustive(Memoryless):
     """Measures every beam each frame and serves the strongest (pays K slots of overhead)."""
 
     name = "exhaustive"
@@ -38,13 +41,16 @@ class Exhaustive(Policy):
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
         return ranked(link.measure(self._all), self._all)
 
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        return list(ranked(np.stack([link.measure(self._all) for link in links]), self._all))
+
 
 @dataclass(frozen=True)
 class HierarchicalOptions:
     coarse_step: int = spec(0, check=between(0, 4096))  # 0: round(sqrt(K))
 
 
-class Hierarchical(Policy):
+class Hierarchical(Memoryless):
     """Two-stage sweep: every `coarse_step`-th beam first, then the beams around the best of them
     (about 2 sqrt(K) measurements instead of K)."""
 
@@ -78,7 +84,7 @@ class TrackingOptions:
     resweep_drop_db: float = spec(6.0, check=at_least(0))  # full sweep when the local best falls this far
 
 
-class Tracking(Policy):
+class Tracking(Memoryless):
     """Local search around the last beam: probes ±width neighbours and, while the strongest probed beam
     sits at the window's edge, extends the window that way (hill climbing, at most `max_steps` times),
     then serves the best. When even that falls `resweep_drop_db` below the previous frame's
@@ -141,14 +147,17 @@ class GpsGeometric(Policy):
         return frozenset({"position"}) & frozenset(available)
 
     def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
-        super().reset(context, rng)
+        self.reset_batch(context, [rng])
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        super().reset(context, rngs[0] if rngs else np.random.default_rng(0))
         if context.array is None:
             raise ConfigError(
                 f"policy gps needs the base-station pose (root attributes bs_position_m, bs_yaw_deg), "
                 f"which store {context.path} lacks"
             )
         self._angles = context.angles_deg
-        self._last: np.ndarray = np.array([self.num_beams // 2])
+        self._last: list[np.ndarray] = [np.array([self.num_beams // 2])] * len(rngs)  # per lane
         self._origin = None
         if context.geodetic_origin is not None:
             # The local-tangent-plane map is affine in (lat, lon): keep its offset and Jacobian.
@@ -170,15 +179,22 @@ class GpsGeometric(Policy):
         return None
 
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
-        position = self._local_position(obs)
-        if position is not None:
-            array = self.context.array
-            dx, dy, dz = (p - q for p, q in zip(position, array.position.tolist()))
-            ax, ay, _ = array.axis.tolist()
-            sin_theta = (dx * ax + dy * ay) / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-9)
-            theta = math.degrees(math.asin(max(-1.0, min(1.0, sin_theta))))
-            self._last = np.argsort(np.abs(self._angles - theta), kind="stable")[:3]
-        return self._last
+        return self.act_batch([obs], [link])[0]
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        for lane, obs in enumerate(observations):
+            position = self._local_position(obs)
+            if position is not None:
+                self._last[lane] = self._beams_towards(position)
+        return self._last[: len(observations)]
+
+    def _beams_towards(self, position: tuple[float, float, float]) -> np.ndarray:
+        array = self.context.array
+        dx, dy, dz = (p - q for p, q in zip(position, array.position.tolist()))
+        ax, ay, _ = array.axis.tolist()
+        sin_theta = (dx * ax + dy * ay) / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-9)
+        theta = math.degrees(math.asin(max(-1.0, min(1.0, sin_theta))))
+        return np.argsort(np.abs(self._angles - theta), kind="stable")[:3]
 
 
 @dataclass(frozen=True)
@@ -196,16 +212,23 @@ class Stale(Policy):
         self.options = options or StaleOptions()
 
     def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
-        super().reset(context, rng)
+        self.reset_batch(context, [rng])
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        super().reset(context, rngs[0] if rngs else np.random.default_rng(0))
         self._all = np.arange(self.num_beams)
-        self._frame = 0
-        self._last = self._all[:1]
+        self._frame = 0  # lanes run in lockstep: one frame counter for all
+        self._last = [self._all[:1]] * len(rngs)
 
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
+        return self.act_batch([obs], [link])[0]
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
         if self._frame % self.options.period_frames == 0:
-            self._last = ranked(link.measure(self._all), self._all)
+            sweeps = np.stack([link.measure(self._all) for link in links])
+            self._last[: len(links)] = ranked(sweeps, self._all)
         self._frame += 1
-        return self._last
+        return self._last[: len(observations)]
 
 
 class RandomBeam(Policy):
@@ -213,8 +236,18 @@ class RandomBeam(Policy):
 
     name = "random"
 
+    def reset(self, context: TwinContext, rng: np.random.Generator) -> None:
+        self.reset_batch(context, [rng])
+
+    def reset_batch(self, context: TwinContext, rngs: Sequence[np.random.Generator]) -> None:
+        super().reset(context, rngs[0] if rngs else np.random.default_rng(0))
+        self._rngs = list(rngs)  # each lane keeps its drive's stream
+
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
-        return int(self.rng.integers(self.num_beams))
+        return self.act_batch([obs], [link])[0]
+
+    def act_batch(self, observations: Sequence[Observation], links: Sequence[Link]) -> list[Decision]:
+        return [int(rng.integers(self.num_beams)) for rng in self._rngs[: len(observations)]]
 
 
 for _policy, _options in (
