@@ -28,10 +28,10 @@ from twin.scenario.config import ScenarioConfig
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_DIR = REPO / "assets" / "checkpoints"
 TRAINING_FIRST_RUN = 1_000_000  # training runs: far from any run a main job evaluates
-TRAINING_DRIVES = 320  # about 6,000 frames of urban_street
+TRAINING_DRIVES = 200  # about 3,700 frames of urban_street
 # The families trained for shipping, with their settings (tiny presets: small files, fast decisions).
 FAMILIES: dict[str, dict[str, Any]] = {
-    "beamtransfuser": {"options": {"preset": "tiny"}, "epochs": 20},
+    "beamtransfuser": {"options": {"preset": "tiny"}, "epochs": 15},
     "gru": {"epochs": 20},
     "transformer": {"epochs": 20},
     "ar": {"epochs": 20},

@@ -24,6 +24,7 @@ from learners.checkpoint import read_config
 from learners.data import input_fields
 from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
+from learners.shipped import TRAINING_FIRST_RUN, check_fits, shipped_models
 from learners.train import (
     TrainConfig,
     cut_by_time_budget,
@@ -36,12 +37,14 @@ from twin.errors import ConfigError
 from twin.loop.drives import load_drives
 from twin.loop.evaluate import EvaluationConfig
 from twin.loop.plan import EvaluationPlan
+from twin.store import TwinStore
 from twin.validation import at_least, build, spec
 
 
 @dataclass(frozen=True)
 class LearnedRunConfig:
-    train: tuple[str, ...] = spec(("beamtransfuser",))  # models trained before the evaluation
+    train: tuple[str, ...] = spec(())  # models trained on this store before the evaluation
+    shipped: bool = spec(True)  # also run every shipped checkpoint of the store's scenario (learners.shipped)
     time_budget_s: float | None = spec(None, check=at_least(1))  # opt-in cap per model; None: epochs decide
     checkpoint_dir: str = spec("outputs/checkpoints")
     settings: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys for every model
@@ -120,12 +123,54 @@ def prepare_learned(
         options.setdefault(name, {})["checkpoint"] = str(folder)
         if name not in names:
             names.append(name)
+    if config.shipped:
+        attach_shipped(store, config, options, names, notes)
+    for name in names:  # a checkpoint given by hand must fit too
+        checkpoint = options.get(name, {}).get("checkpoint")
+        if name in MODELS and checkpoint:
+            check_fits(checkpoint, load_drives(store).context)
     evaluation = dataclasses.replace(evaluation, policy_options=options)
     for note in budget_notes(names, options):
         notes.append(note)
         print(f"note           {note}")
     drive_ids = held_out_drives(store, names, options, notes)
     return EvaluationPlan(names, evaluation, drive_ids, notes)
+
+
+def attach_shipped(
+    store: Path,
+    config: LearnedRunConfig,
+    options: dict[str, dict[str, Any]],
+    names: list[str],
+    notes: list[str],
+) -> None:
+    """Add the shipped checkpoint of every family the store's scenario has one for (and the Kalman
+    filter, which needs none), unless this job trains or was given that model itself."""
+    context = load_drives(store).context
+    scenario = _scenario_name(store)
+    shipped = shipped_models(scenario)
+    if not shipped:
+        return
+    for name, folder in shipped.items():
+        if name in config.train or options.get(name, {}).get("checkpoint") or name not in MODELS:
+            continue
+        check_fits(folder, context)  # one line naming the checkpoint when it does not
+        options.setdefault(name, {})["checkpoint"] = str(folder)
+        if name not in names:
+            names.append(name)
+        print(f"shipped        {name}: {folder.relative_to(folder.parents[3])}")
+    if "kalman" not in names and any(m in context.sensors for m in ("gps", "position")):
+        names.append("kalman")  # GPS through a Kalman filter to the geometric beam: nothing to train
+    notes.append(
+        f"learned policies from the checkpoints shipped for {scenario} (trained on its runs "
+        f"{TRAINING_FIRST_RUN} on, none of which is evaluated here); learned.train=[...] retrains them here"
+    )
+
+
+def _scenario_name(store: Path) -> str:
+    """The twin scenario a store was generated from ("" for replayed recordings)."""
+    with TwinStore(store) as opened:
+        return str(opened.attrs.get("scenario_name", ""))
 
 
 def budget_notes(policies: Sequence[str], options: Mapping[str, Mapping[str, Any]]) -> list[str]:

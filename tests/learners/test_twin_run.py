@@ -141,3 +141,30 @@ def test_bad_learned_settings_fail_in_one_line(data: dict, message: str) -> None
     with pytest.raises(ConfigError) as error:
         learned_run_config(data)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_shipped_checkpoints_join_by_default_and_every_drive_is_scored(
+    tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The main job's default: the checkpoints shipped for the store's scenario (trained on another
+    store) run beside the classical policies, with the Kalman filter, on every drive."""
+    import learners.shipped as shipped
+
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "assets")
+    fit(tiny_store, {"model": "mlp", "epochs": 1}, tmp_path / "assets" / "tiny" / "mlp", progress=False)
+    plan = prepare_learned(
+        tiny_store, learned_run_config({}), evaluation_from(GRID), ["genie"], progress=False
+    )
+    assert plan.policies == ["genie", "mlp", "kalman"]
+    assert plan.evaluation.policy_options["mlp"]["checkpoint"] == str(tmp_path / "assets" / "tiny" / "mlp")
+    assert "shipped        mlp" in capsys.readouterr().out and any(
+        "shipped for tiny" in n for n in plan.notes
+    )
+    # fit() on this very store: its held-out drives still apply (it is the same data here).
+    retrained = learned_run_config({**QUICK, "train": ["mlp"], "checkpoint_dir": str(tmp_path / "ck")})
+    mine = prepare_learned(tiny_store, retrained, evaluation_from(GRID), ["genie"], progress=False)
+    assert Path(mine.evaluation.policy_options["mlp"]["checkpoint"]).parent.parent == tmp_path / "ck"
+    none = prepare_learned(
+        tiny_store, learned_run_config({"shipped": False}), evaluation_from(GRID), ["genie"], progress=False
+    )
+    assert none.policies == ["genie"] and none.drive_ids is None

@@ -14,7 +14,7 @@ def test_main_job_generates_and_summarises(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "twin.run", "scenario=tiny", f"cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={tmp_path / 'run'}", f"learned.checkpoint_dir={tmp_path / 'checkpoints'}",
-        "progress=false",
+        "learned.train=[beamtransfuser]", "progress=false",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -74,7 +74,8 @@ def test_the_same_command_gives_the_same_numbers(tmp_path: Path) -> None:
         command = [
             sys.executable, "-m", "twin.run", "scenario=tiny", f"cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={tmp_path / attempt}", f"learned.checkpoint_dir={tmp_path / attempt / 'ck'}",
-            "progress=false", "evaluation.snapshot=false", "evaluation.plots=false",
+            "learned.train=[beamtransfuser]", "progress=false", "evaluation.snapshot=false",
+            "evaluation.plots=false",
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
         assert result.returncode == 0, result.stderr
