@@ -1,6 +1,7 @@
 """Small pretrained checkpoints that ship with the project, one per predictor family and scenario.
 
     python -m learners.shipped scenario=urban_street          # retrain every family, write assets/
+    python -m learners.shipped scenario=urban_street +families=[gru]   # retrain some of them
 
 They live in `assets/checkpoints/<scenario>/<model>/` (safetensors + config.json, a few MB in all) and
 are trained on twin drives of the scenario whose runs start at `TRAINING_FIRST_RUN`, so they never
@@ -114,6 +115,7 @@ def _main() -> None:
 
     from twin.cli import entry_point, run_task
     from twin.dataset.resolve import resolve_store, scenario_of
+    from twin.errors import UsageError
 
     @run_task
     def task(cfg: DictConfig) -> None:
@@ -121,7 +123,13 @@ def _main() -> None:
         training = training_scenario(scenario, int(cfg.get("shipped_drives") or TRAINING_DRIVES))
         resolved = resolve_store(cfg, progress=cfg.progress, scenario=training)
         print(f"dataset        {resolved.path} (runs {TRAINING_FIRST_RUN} on: never evaluated by twin.run)")
-        train_shipped(resolved.path, scenario.name, progress=cfg.progress)
+        names = list(cfg.get("families") or FAMILIES)
+        unknown = [name for name in names if name not in FAMILIES]
+        if unknown:
+            expected = f"expected some of {list(FAMILIES)}"
+            raise UsageError(f"families: {unknown} are not shipped families; {expected}")
+        families = {name: FAMILIES[name] for name in names}
+        train_shipped(resolved.path, scenario.name, families, progress=cfg.progress)
 
     entry_point(task)()
 
