@@ -43,7 +43,10 @@ def make_deepverse(root: Path, name: str = "Town-test", yaml_in_param: bool = Fa
     meta = folder / ("param/scenario.yaml" if yaml_in_param else "scenario.yaml")
     meta.parent.mkdir(exist_ok=True)
     meta.write_text(yaml.safe_dump({"modalities": modalities}))
-    savemat(folder / "wireless" / "params.mat", {"carrier_freq": 60e9, "transmit_power": TX_DBM, "num_BS": 1})
+    params = {"carrier_freq": 60e9, "transmit_power": TX_DBM, "num_BS": 1}
+    # and the keys the deepverse package's own reader insists on
+    params |= {"user_grids": np.array([[1, 1, 2]]), "doppler_available": 0, "dual_polar_available": 0}
+    savemat(folder / "wireless" / "params.mat", params)
     (folder / "RGB_images" / "cam1").mkdir(parents=True)
     (folder / "lidar" / "bs1").mkdir(parents=True)
     for scene in SCENES:
@@ -148,3 +151,38 @@ def test_deepverse_folder_errors_name_the_file(tmp_path: Path) -> None:
     with TwinStore(path) as store:
         assert store.attrs["skipped_frames"] == 1  # the scene, for both UEs
         assert [store.episode(e).num_frames for e in store.episode_ids] == [2, 2, 2, 2]
+
+
+def test_the_official_deepverse_package_reads_the_fixture_as_our_loader_does(tmp_path: Path) -> None:
+    """The fixture is DeepVerse's layout, not our guess of it: the `deepverse` package's own readers
+    (`ScenarioManager`, `RayTracingLoader`) find the same modalities, positions and paths."""
+    pytest.importorskip("deepverse", reason="the official deepverse package is not installed")
+    from deepverse.scenario.scenario_manager import ScenarioManager
+    from deepverse.wireless.RayTracingLoader import RayTracingLoader
+
+    from twin.replay.deepverse import _read_scene
+
+    folder = make_deepverse(tmp_path / "dv", yaml_in_param=True)  # ScenarioManager reads param/
+    manager = ScenarioManager(str(folder))
+    assert set(manager.sensors) == {"camera", "LiDAR"}
+    params = RayTracingLoader.load_scenario_params(str(folder / "wireless" / "params.mat"))
+    assert params["carrier_freq"] == 60e9 and params["tx_power"] == TX_DBM
+    for scene in SCENES:
+        scene_dir = folder / "wireless" / f"scene_{scene}"
+        ours = _read_scene(scene_dir, scene, 1, TX_DBM)
+        # the package counts UEs as the largest rx_end (one short of the file's range), so ask for both
+        theirs, tx_loc = RayTracingLoader(str(scene_dir)).load_data(0, np.arange(2))
+        np.testing.assert_allclose(tx_loc, ours.tx_pos)
+        np.testing.assert_allclose(theirs["location"], ours.ue_pos)
+        for ue, paths in enumerate(theirs["paths"]):
+            # the package's power is 10^(P/10) (dBm, its "+30" normalisation); ours is relative to P_tx
+            np.testing.assert_allclose(paths["power"] / 10 ** (TX_DBM / 10), np.abs(ours.gains[ue]) ** 2)
+            np.testing.assert_allclose(np.deg2rad(paths["phase"]), np.angle(ours.gains[ue]), atol=1e-9)
+            np.testing.assert_allclose(paths["ToA"], ours.delays[ue])
+            np.testing.assert_array_equal(paths["LoS"] > 0.5, ours.los[ue])
+            phi, theta = np.deg2rad(paths["DoD_phi"]), np.deg2rad(paths["DoD_theta"])
+            sin_theta = np.sin(theta)
+            direction = np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), np.cos(theta)], -1)
+            np.testing.assert_allclose(direction, ours.departures[ue], atol=1e-12)
+            towards_ue = (ours.ue_pos[ue] - ours.tx_pos) / np.linalg.norm(ours.ue_pos[ue] - ours.tx_pos)
+            np.testing.assert_allclose(ours.departures[ue][0], towards_ue, atol=1e-9)  # line of sight first
