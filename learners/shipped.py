@@ -32,7 +32,7 @@ TRAINING_FIRST_RUN = 1_000_000  # training runs: far from any run a main job eva
 TRAINING_DRIVES = 200  # about 3,700 frames of urban_street
 # The families trained for shipping, with their settings (tiny presets: small files, fast decisions).
 FAMILIES: dict[str, dict[str, Any]] = {
-    "beamtransfuser": {"options": {"preset": "tiny"}, "epochs": 15},
+    "beamtransfuser": {"options": {"preset": "tiny"}, "epochs": 8},
     "gru": {"epochs": 20},
     "transformer": {"epochs": 20},
     "ar": {"epochs": 20},
