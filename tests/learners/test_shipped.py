@@ -1,0 +1,68 @@
+"""The checkpoints that ship with the project: they load, fit the default scenario's store, never
+trained on a run the main job evaluates, and a damaged one is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from learners.checkpoint import CheckpointError, load_checkpoint
+from learners.shipped import FAMILIES, TRAINING_FIRST_RUN, check_fits, shipped_models, trained_runs
+from tests.conftest import REPO
+from twin.dataset.generation import root_attributes, run_indices
+from twin.radio.codebook import Codebook
+from twin.scenario.config import load_scenario
+
+SCENARIO = load_scenario(REPO / "scenarios" / "urban_street.yaml")
+
+
+def default_store_context() -> SimpleNamespace:
+    """What the main job's urban_street store holds (without tracing it): fields and codebook."""
+    attrs = root_attributes(SCENARIO, Codebook.from_config(SCENARIO.base_station))
+    fields = ("t", "rsrp_dbm", "best_beam", *json.loads(attrs["modalities"]))
+    return SimpleNamespace(num_beams=attrs["num_beams"], fields=fields, path="urban_street (default)")
+
+
+def test_every_family_ships_a_checkpoint_that_loads_and_fits_the_default_store() -> None:
+    shipped = shipped_models("urban_street")
+    assert set(FAMILIES) <= set(shipped)
+    context = default_store_context()
+    for name, folder in shipped.items():
+        checkpoint = load_checkpoint(folder)
+        assert checkpoint.kind == name
+        check_fits(folder, context)
+        size = sum(f.stat().st_size for f in folder.iterdir())
+        assert size < 4 << 20, f"{folder}: {size} bytes; shipped checkpoints stay small"
+
+
+def test_shipped_checkpoints_never_trained_on_a_run_the_main_job_evaluates() -> None:
+    evaluated = set(run_indices(SCENARIO))
+    for folder in shipped_models("urban_street").values():
+        runs = trained_runs(folder)
+        assert runs and min(runs) >= TRAINING_FIRST_RUN
+        assert not runs & evaluated
+
+
+def test_a_checkpoint_that_does_not_fit_the_store_is_refused_in_one_line() -> None:
+    folder = shipped_models("urban_street")["beamtransfuser"]
+    other_codebook = SimpleNamespace(num_beams=32, fields=default_store_context().fields, path="s.h5")
+    with pytest.raises(CheckpointError, match=r"predicts 64 beams, the store s\.h5 has 32$"):
+        check_fits(folder, other_codebook)
+    no_camera = SimpleNamespace(num_beams=64, fields=("t", "rsrp_dbm", "best_beam", "gps"), path="s.h5")
+    with pytest.raises(CheckpointError) as info:
+        check_fits(folder, no_camera)
+    assert "reads camera ('camera')" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_damaged_shipped_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
+    damaged = tmp_path / "beamtransfuser"
+    shutil.copytree(shipped_models("urban_street")["beamtransfuser"], damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(damaged)
+    assert str(weights) in str(info.value) and "\n" not in str(info.value)
