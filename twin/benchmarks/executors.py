@@ -49,6 +49,10 @@ def timed_generation(
         return stats, _cpu_seconds() - cpu
 
 
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.1f} h"
+
+
 def _noop(x: int) -> int:
     return x
 
@@ -120,12 +124,12 @@ def main() -> None:
     for name, (seconds, steps) in loop.items():
         print(f"closed loop, {name:12s} {seconds:.1f} s ({steps / seconds:,.0f} steps/s, {steps:,} steps)")
     print()
-    print(f"sizing: hours to trace, at {cpu_per_frame:.3f} CPU-seconds per frame, by cluster cores")
+    print(f"sizing: time to trace, at {cpu_per_frame:.3f} CPU-seconds per frame, by cluster cores")
     print("| frames | " + " | ".join(f"{c} cores" for c in CLUSTER_CORES) + " |")
     print("|---:|" + "---:|" * len(CLUSTER_CORES))
     for frames in SWEEP_FRAMES:
         hours = [frames * cpu_per_frame / cores / 3600 for cores in CLUSTER_CORES]
-        print(f"| {frames:,} | " + " | ".join(f"{h:,.1f}" for h in hours) + " |")
+        print(f"| {frames:,} | " + " | ".join(_duration(h) for h in hours) + " |")
 
 
 if __name__ == "__main__":
