@@ -1,5 +1,5 @@
-"""executor=ray generation: the runs as Ray tasks write the very store a local generation writes, and
-a run whose worker dies mid-task is traced again."""
+"""executor=ray generation: the runs as Ray tasks write the very store a local generation writes, a
+run whose worker dies mid-task is traced again, and a worker running other code refuses its run."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pytest
 
 from tests.twin.dataset.test_view import _arrays
 from twin.dataset.generation import generate
+from twin.dataset.parallel import RunTask, trace_run
+from twin.errors import TaskError
 from twin.executor import RayConfig, RayExecutor
 from twin.scenario.config import ScenarioConfig
 
@@ -81,3 +84,10 @@ def test_a_run_killed_mid_task_is_traced_again_and_the_store_is_whole(  # type: 
     path, _ = generate(tiny, tmp_path / "cache", progress=False, executor=executor)
     assert (tmp_path / "killed").exists()
     assert_same_store(tiny_store, path)
+
+
+def test_a_worker_running_other_code_refuses_its_run(tiny: ScenarioConfig, tmp_path: Path) -> None:
+    task = RunTask(tiny, 0, {}, 0, tmp_path, code="the digest of another checkout")
+    with pytest.raises(TaskError, match=r"^run 0: this worker \(.*\) runs other twin code"):
+        trace_run(task)
+    assert list(tmp_path.iterdir()) == []  # refused before anything is traced or written
