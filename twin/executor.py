@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import multiprocessing
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -128,6 +129,20 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A `host:port` that nothing answers on fails in seconds here; Ray itself would retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"ray.address = {address!r}: no Ray head answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or use ray.address=auto on a cluster node"
+        ) from None
+
+
 class RayExecutor(Executor):
     """Each item a Ray task (retried on failure), on the cluster at `config.address` or on a Ray
     started here; Ray is started on the first map and shut down on close if this executor started it."""
@@ -147,6 +162,7 @@ class RayExecutor(Executor):
             quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             try:
                 if self.config.address:
+                    _check_reachable(self.config.address)
                     ray.init(address=self.config.address, **quiet)
                 else:
                     cpus = self.config.num_cpus or None

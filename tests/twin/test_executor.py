@@ -19,6 +19,7 @@ from twin.executor import (
     LocalExecutor,
     RayConfig,
     RayExecutor,
+    _check_reachable,
     executor_config,
     make_executor,
 )
@@ -109,3 +110,10 @@ def test_a_ray_task_that_always_fails_is_reported_in_one_line(ray_here) -> None:
     with pytest.raises(TaskError) as failed:
         list(executor.map(always_fails, [7], ["run 7"]))
     assert str(failed.value) == "run 7 failed on Ray after 2 attempts: ValueError: no luck with 7"
+
+
+def test_an_address_where_no_ray_answers_is_one_line_in_seconds() -> None:
+    with pytest.raises(ConfigError) as refused:
+        _check_reachable("127.0.0.1:1")  # Ray's own connect would retry for minutes
+    assert str(refused.value).startswith("ray.address = '127.0.0.1:1': no Ray head answers there")
+    _check_reachable("auto")  # left to Ray

@@ -215,8 +215,8 @@ def _trace(
                 for name, seconds in result.sensor_seconds.items():
                     sensor_s[name] = sensor_s.get(name, 0.0) + seconds
                 if not here:  # frame by frame when here, else a finished run's frames at once
-                    bar.update(frames[result.run])
                     bar.set_postfix_str(f"{finished}/{len(tasks)} runs", refresh=False)
+                    bar.update(frames[result.run])
         finally:
             release_scenes()
     return GenerationStats(

@@ -285,9 +285,9 @@ def evaluate(
                 done.update(metrics)
                 runners[work[index].runner].act_seconds += seconds
                 runners[work[index].runner].decisions += decisions
-                bar.update(len(work[index].keys))
                 if executor.kind != "local":
                     bar.set_postfix_str(f"{finished}/{len(work)} tasks", refresh=False)
+                bar.update(len(work[index].keys))
     finally:
         _STATE.clear()
     result.steps = sum(next(d for d in drives if d.index == k[3]).num_frames for k in plan)
