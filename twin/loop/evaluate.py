@@ -8,7 +8,9 @@ so differences between conditions are the faults', not the dice's.
 
 A policy that cannot read a modality scores exactly the same with or without that modality's
 dropout (independent fault streams), so such runs are computed once and reused. The drives of one
-(policy, condition, seed) run in lockstep (twin.loop.lockstep), the policy deciding for all at once.
+(policy, condition, seed) run in lockstep (twin.loop.lockstep), the policy deciding for all at once;
+each such group (or batch of `drives_per_task` drives) is one unit of work of the executor
+(twin.executor: here, forked processes or Ray tasks), and the results are gathered in grid order.
 """
 
 from __future__ import annotations
