@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny scenario, small free-space scenes and a per-test cache folder."""
+"""Shared fixtures: the tiny scenario, small free-space scenes, a per-test cache folder and a local Ray."""
 
 from __future__ import annotations
 
@@ -23,6 +23,16 @@ def tiny_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -
     """The tiny scenario's twin store, generated once per test session."""
     path, _ = generate(tiny, tmp_path_factory.mktemp("cache"), progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def local_ray():  # type: ignore[no-untyped-def]
+    """A Ray of 2 CPUs started here for the executor=ray tests (skipped where Ray is not installed);
+    the executors find it running and leave it running."""
+    ray = pytest.importorskip("ray", reason="executor=ray tests need Ray: pip install -e '.[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
 
 
 def replace(config: object, **changes: object) -> object:

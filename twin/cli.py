@@ -22,6 +22,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from twin.errors import ConfigError, TwinError
+from twin.executor import executor_config
 from twin.scenario.config import read_scenario_file, scenario_from_dict, scenario_to_dict
 from twin.validation import to_dict
 
@@ -186,6 +187,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
     choice = OmegaConf.select(cfg, "hydra.runtime.choices.scenario")
     if choice in _BROKEN_SCENARIOS:
         raise ConfigError(_BROKEN_SCENARIOS[choice])
+    if "executor" in cfg or "ray" in cfg:
+        executor_config(OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["executor", "ray"]), resolve=True))
     if "scenario" in cfg:  # its name becomes folder names: check it before Hydra makes the run folder
         scenario_from_dict(OmegaConf.to_container(cfg.scenario, resolve=True), source="scenario")
 

@@ -17,6 +17,10 @@ class BackendError(TwinError):
     """The ray-tracing backend (Sionna RT / Dr.Jit / LLVM) cannot be used."""
 
 
+class TaskError(TwinError):
+    """A unit of work (a run of the generator, a batch of replays) failed on every attempt."""
+
+
 class UsageError(TwinError, ValueError):
     """A call into the Python API with an argument it does not accept (e.g. a beam index outside
     the codebook); a ValueError too, as Gymnasium and NumPy callers expect."""

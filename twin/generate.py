@@ -1,4 +1,5 @@
-"""`python -m twin.generate scenario=<name>`: build or load the cached dataset and print its path."""
+"""`python -m twin.generate scenario=<name>`: build or load the cached dataset and print its path
+(`executor=ray`: the runs are traced as Ray tasks, twin.executor)."""
 
 from __future__ import annotations
 

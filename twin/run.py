@@ -5,7 +5,9 @@ recorded data into the same schema — and summarises it; runs the steps plug-in
 `learned` step trains or reuses predictors and has every policy scored on the drives they never
 trained on); then runs every configured policy closed-loop under the scenario's faults and a small
 grid of fault levels, and writes the report (results.csv, results.json, summary.md, figures, 3D
-snapshot) into the run's folder. The faults of a replay come from the selected scenario.
+snapshot) into the run's folder. The faults of a replay come from the selected scenario. With
+`executor=ray` the tracing and the closed loop run as Ray tasks (twin.executor); the merge of the
+store and the report are made here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from twin import plugins
 from twin.cli import entry_point, run_task
 from twin.dataset.resolve import resolve_store
 from twin.errors import ConfigError
+from twin.executor import executor_from
 from twin.loop.evaluate import check_policy_names, evaluate, evaluation_from
 from twin.loop.plan import EvaluationPlan, RunStep
 from twin.report import format_table, write_report
@@ -56,28 +59,30 @@ def task(cfg: DictConfig) -> None:
     evaluation = evaluation_from(
         OmegaConf.to_container(cfg.evaluation, resolve=True) if "evaluation" in cfg else {}
     )
-    steps = run_steps(cfg)
-    resolved = resolve_store(cfg, progress=cfg.progress)
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    with TwinStore(resolved.path) as store:
-        summary = summarize(store)
-        figure = plot_summary(store, summary, output_dir / "dataset_summary.png")
-    print(summary.format())
-    print(f"plot           {figure}")
-    if not policies:
-        return
-    plan = EvaluationPlan(policies, evaluation)
-    for step in steps:
-        plan = step.prepare(resolved.path, plan, cfg.progress)
-    result = evaluate(
-        resolved.path,
-        resolved.scenario.faults,
-        plan.evaluation,
-        plan.policies,
-        progress=cfg.progress,
-        drive_ids=plan.drive_ids,
-        notes=plan.notes,
-    )
+    with executor_from(cfg) as executor:  # one Ray session for the tracing and the closed loop
+        steps = run_steps(cfg)
+        resolved = resolve_store(cfg, progress=cfg.progress, executor=executor)
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        with TwinStore(resolved.path) as store:
+            summary = summarize(store)
+            figure = plot_summary(store, summary, output_dir / "dataset_summary.png")
+        print(summary.format())
+        print(f"plot           {figure}")
+        if not policies:
+            return
+        plan = EvaluationPlan(policies, evaluation)
+        for step in steps:
+            plan = step.prepare(resolved.path, plan, cfg.progress)
+        result = evaluate(
+            resolved.path,
+            resolved.scenario.faults,
+            plan.evaluation,
+            plan.policies,
+            progress=cfg.progress,
+            drive_ids=plan.drive_ids,
+            notes=plan.notes,
+            executor=executor,
+        )
     files = write_report(result, output_dir, resolved.label)
     print(format_table(result))
     print(f"report         {files['summary']} ({result.steps:,} steps in {result.seconds:.1f} s)")

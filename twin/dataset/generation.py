@@ -6,6 +6,7 @@ one call per frame yields one sample of each of that run's drives.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,10 +19,13 @@ from pathlib import Path
 import numpy as np
 
 import twin
+from twin.dataset.digest import code_digest
 from twin.dataset.estimate import check_disk, estimate_generation
-from twin.dataset.parallel import RunTask, automatic_workers, simulated_runs
+from twin.dataset.parallel import RunTask, automatic_workers, release_scenes, trace_run
 from twin.dataset.simulator import slots_in_run
 from twin.dataset.view import plan_run
+from twin.errors import StoreError
+from twin.executor import Executor, LocalExecutor
 from twin.progress import progress_bar
 from twin.radio.codebook import (
     Codebook,
@@ -31,23 +35,11 @@ from twin.radio.codebook import (
 from twin.scenario.config import ScenarioConfig, config_digest, scenario_yaml
 from twin.sensors.camera import intrinsics, rotation
 from twin.store import StoreWriter, discard_damaged
-from twin.store.digest import source_digest
-from twin.trace.scene import ASSETS_DIR, load_vehicle_models
-from twin.trace.traffic import make_run, pool_sizes
+from twin.trace.scene import load_vehicle_models
+from twin.trace.traffic import TrafficRun, make_run, pool_sizes
 from twin.validation import to_dict
 
 log = logging.getLogger(__name__)
-
-# Source files whose behaviour shapes the stored numbers: editing one invalidates cached datasets.
-_GENERATION_SOURCES = (
-    "validation.py", "modalities.py", "radio/", "scenario/config.py", "scenario/geodetic.py",
-    "scenario/materials.py", "trace/", "sensors/", "store/schema.py", "store/hdf5.py",
-    "dataset/generation.py", "dataset/simulator.py", "dataset/view.py",
-)  # fmt: skip
-
-
-def code_digest() -> str:
-    return source_digest(_GENERATION_SOURCES, sorted((ASSETS_DIR / "vehicles").glob("*.ply")))
 
 
 def store_path(config: ScenarioConfig, cache_dir: str | Path) -> Path:
@@ -142,11 +134,17 @@ def run_indices(config: ScenarioConfig) -> list[int]:
 
 
 def generate(
-    config: ScenarioConfig, cache_dir: str | Path, progress: bool = True, workers: int = 0
+    config: ScenarioConfig,
+    cache_dir: str | Path,
+    progress: bool = True,
+    workers: int = 0,
+    executor: Executor | None = None,
 ) -> tuple[Path, GenerationStats]:
     """Build (or find) the dataset of `config`; resumes a killed generation where it stopped.
-    `workers` processes trace runs side by side (0: one per two cores when there are enough frames
-    to pay for starting them, twin.dataset.parallel); the store does not depend on how many."""
+    Each run is one unit of work of `executor` (default: local; `workers` processes trace runs side
+    by side, 0: one per two cores when there are enough frames to pay for starting them,
+    twin.dataset.parallel; a Ray executor runs them as tasks). The store does not depend on either."""
+    executor = executor or LocalExecutor()
     path = store_path(config, cache_dir)
     stats = GenerationStats()
     if path.exists():
@@ -170,33 +168,61 @@ def generate(
     done = writer.completed_runs()
     todo = [run for run in runs if run.run not in done]
     if todo:
-        rigs = config.traffic.ue_rig.enabled
-        pools = {  # one scene per layout, with enough vehicles for any of its runs
-            layout: pool_sizes([r for r in runs if r.layout == layout], rigs=rigs)
-            for layout in {r.layout for r in runs}
-        }
-        plans = {run.run: plan_run(config, run, slots_in_run(config, run.run)) for run in todo}
-        frames = {index: plan.drive_frames for index, plan in plans.items()}
-        total = sum(frames.values())
-        ordered = sorted(todo, key=lambda r: r.layout)
-        tasks = [RunTask(config, run.layout, pools[run.layout], run.run) for run in ordered]
-        workers = workers or automatic_workers(total)
-        start = time.perf_counter()
-        solver_s, sensor_s = 0.0, {}
-        with progress_bar(total=total, unit="frame", desc=f"tracing {config.name}", enabled=progress) as bar:
-            for result in simulated_runs(tasks, workers, bar if workers == 1 else None):
-                writer.write_run(result.run, result.episodes, result.shared)
-                solver_s += result.solver_seconds
-                for name, seconds in result.sensor_seconds.items():
-                    sensor_s[name] = sensor_s.get(name, 0.0) + seconds
-                if workers > 1:
-                    bar.update(frames[result.run])
-        stats = GenerationStats(
-            frames=total,
-            seconds=time.perf_counter() - start,
-            solver_seconds=solver_s,
-            sensor_seconds=sensor_s,
-            steps=sum(len(plan.frames) for plan in plans.values()),
+        stats = _trace(config, runs, todo, writer.parts, executor, workers, progress)
+    missing = sorted(set(run_indices(config)) - writer.completed_runs())
+    if missing and executor.kind != "local":
+        raise StoreError(
+            f"{writer.parts}: no part files of runs {missing[:5]} after every task finished; the "
+            f"{executor.kind} workers must write into the same cache_dir path (storage every node shares)"
         )
     writer.finalize(run_indices(config))
     return path, stats
+
+
+def _trace(
+    config: ScenarioConfig,
+    runs: list[TrafficRun],
+    todo: list[TrafficRun],
+    parts: Path,
+    executor: Executor,
+    workers: int,
+    progress: bool,
+) -> GenerationStats:
+    """Trace the runs of `todo` (each writes its part file), as units of work of `executor`."""
+    rigs = config.traffic.ue_rig.enabled
+    pools = {  # one scene per layout, with enough vehicles for any of its runs
+        layout: pool_sizes([r for r in runs if r.layout == layout], rigs=rigs)
+        for layout in {r.layout for r in runs}
+    }
+    plans = {run.run: plan_run(config, run, slots_in_run(config, run.run)) for run in todo}
+    frames = {index: plan.drive_frames for index, plan in plans.items()}
+    total = sum(frames.values())
+    ordered = sorted(todo, key=lambda r: r.layout)
+    code = code_digest()
+    tasks = [RunTask(config, run.layout, pools[run.layout], run.run, parts, code) for run in ordered]
+    workers = workers or automatic_workers(total)
+    here = executor.runs_here(workers)
+    desc = f"tracing {config.name}" + ("" if executor.kind == "local" else f" on {executor.kind}")
+    start = time.perf_counter()
+    solver_s, sensor_s = 0.0, {}
+    with progress_bar(total=total, unit="frame", desc=desc, enabled=progress) as bar:
+        work = functools.partial(trace_run, progress=bar) if here else trace_run
+        try:
+            for finished, (_, result) in enumerate(
+                executor.map(work, tasks, [f"run {t.run}" for t in tasks], processes=workers), 1
+            ):
+                solver_s += result.solver_seconds
+                for name, seconds in result.sensor_seconds.items():
+                    sensor_s[name] = sensor_s.get(name, 0.0) + seconds
+                if not here:  # frame by frame when here, else a finished run's frames at once
+                    bar.set_postfix_str(f"{finished}/{len(tasks)} runs", refresh=False)
+                    bar.update(frames[result.run])
+        finally:
+            release_scenes()
+    return GenerationStats(
+        frames=total,
+        seconds=time.perf_counter() - start,
+        solver_seconds=solver_s,
+        sensor_seconds=dict(sorted(sensor_s.items())),
+        steps=sum(len(plan.frames) for plan in plans.values()),
+    )

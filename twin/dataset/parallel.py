@@ -1,21 +1,23 @@
-"""Generation across local processes: each worker traces whole runs in a scene of its own (one per
-building layout, built once per worker) and sends their episodes back; the parent writes every run's
-part file, so resuming and the store are exactly as with one process. Workers are spawned, not
-forked: Dr.Jit's and LLVM's thread pools do not survive a fork."""
+"""Generation's unit of work: one traffic run, traced and rendered in a scene of the worker's own (one
+per building layout, built once per worker process) and written to the run's own atomic part file, so
+resuming and the store are the same whichever process or host ran it (twin.executor: here, local
+worker processes or Ray tasks). Local workers are spawned, not forked: Dr.Jit's and LLVM's thread
+pools do not survive a fork."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from twin.dataset.digest import process_code_digest
 from twin.dataset.simulator import DriveSimulator, layout_config
+from twin.errors import TaskError
 from twin.scenario.config import ScenarioConfig, config_digest
-from twin.store import Episode
+from twin.store import Episode, write_part
 from twin.trace.scene import load_vehicle_models
 from twin.trace.traffic import make_run
 
@@ -30,6 +32,17 @@ class RunTask:
     layout: int
     pool: dict[str, int]  # vehicle objects per kind of the layout's scene
     run: int
+    parts: Path  # the store's part folder (twin.store.parts_folder): trace_run writes the run there
+    code: str = ""  # the generating process's code digest: a worker running other code refuses the run
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """What a finished run reports back (its episodes are in its part file)."""
+
+    run: int
+    solver_seconds: float
+    sensor_seconds: dict[str, float]
 
 
 @dataclass
@@ -74,17 +87,18 @@ def simulate_run(task: RunTask, progress: tqdm | None = None) -> RunResult:
     )
 
 
-def simulated_runs(
-    tasks: Sequence[RunTask], workers: int, progress: tqdm | None = None
-) -> Iterator[RunResult]:
-    """The runs of `tasks` simulated by `workers` processes (1: here, with frame-level progress), in
-    the order they finish."""
-    try:
-        if workers <= 1:
-            for task in tasks:
-                yield simulate_run(task, progress)
-            return
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            yield from pool.imap_unordered(simulate_run, tasks, chunksize=1)
-    finally:
-        _SIMULATORS.clear()  # scenes hold a lot of memory: let them go with the generation
+def trace_run(task: RunTask, progress: tqdm | None = None) -> RunDone:
+    """Simulate one run (simulate_run) and write its part file into `task.parts`."""
+    if task.code and task.code != process_code_digest():
+        raise TaskError(
+            f"run {task.run}: this worker ({os.uname().nodename}) runs other twin code than the generating "
+            "process (code digest differs); install the same version of the project on every node"
+        )
+    result = simulate_run(task, progress)
+    write_part(task.parts, result.run, result.episodes, result.shared)
+    return RunDone(result.run, result.solver_seconds, result.sensor_seconds)
+
+
+def release_scenes() -> None:
+    """Let this process's scenes go (they hold a lot of memory) once a generation is done."""
+    _SIMULATORS.clear()

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from twin.dataset.generation import GenerationStats, generate
 from twin.errors import ConfigError
+from twin.executor import Executor, executor_from
 from twin.replay import replay_from_config
 from twin.replay.config import ReplayConfig, replay_config_from
 from twin.scenario.config import ScenarioConfig, scenario_from_dict
@@ -40,10 +41,15 @@ def replay_of(cfg: DictConfig) -> ReplayConfig | None:
 
 
 def resolve_store(
-    cfg: DictConfig | Any, progress: bool = True, quiet: bool = False, scenario: ScenarioConfig | None = None
+    cfg: DictConfig | Any,
+    progress: bool = True,
+    quiet: bool = False,
+    scenario: ScenarioConfig | None = None,
+    executor: Executor | None = None,
 ) -> ResolvedStore:
     """Find, convert or generate the store `cfg` asks for; prints what was traced unless `quiet`.
-    `scenario` replaces the composed one (e.g. a variant without sensor rendering)."""
+    `scenario` replaces the composed one (e.g. a variant without sensor rendering); generation runs
+    on `executor` (default: the one `cfg` names, `executor` and `ray` keys, started only if needed)."""
     scenario = scenario or scenario_of(cfg)
     store = cfg.get("store")
     if store:
@@ -56,9 +62,12 @@ def resolve_store(
         path = replay_from_config(replay, cfg.cache_dir)
         source = replay.scenario or Path(replay.path).name
         return ResolvedStore(path, f"{replay.kind} {source}", f"{replay.kind}-{source}", scenario, replay)
-    path, stats = generate(
-        scenario, cfg.cache_dir, progress=progress, workers=int(cfg.get("trace_workers") or 0)
-    )
+    workers = int(cfg.get("trace_workers") or 0)
+    if executor is None:
+        with executor_from(cfg) as own:
+            path, stats = generate(scenario, cfg.cache_dir, progress=progress, workers=workers, executor=own)
+    else:
+        path, stats = generate(scenario, cfg.cache_dir, progress=progress, workers=workers, executor=executor)
     if stats.frames and not quiet:
         print(stats.describe())
     return ResolvedStore(path, scenario.name, scenario.name, scenario, stats=stats if stats.frames else None)

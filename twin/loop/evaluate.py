@@ -8,17 +8,18 @@ so differences between conditions are the faults', not the dice's.
 
 A policy that cannot read a modality scores exactly the same with or without that modality's
 dropout (independent fault streams), so such runs are computed once and reused. The drives of one
-(policy, condition, seed) run in lockstep (twin.loop.lockstep), the policy deciding for all at once.
+(policy, condition, seed) run in lockstep (twin.loop.lockstep), the policy deciding for all at once;
+each such group (or batch of `drives_per_task` drives) is one unit of work of the executor
+(twin.executor: here, forked processes or Ray tasks), and the results are gathered in grid order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from twin.errors import ConfigError
+from twin.executor import Executor, LocalExecutor
 from twin.loop.drives import Drive, TwinContext, load_drives
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.faults import schedules
@@ -64,6 +66,7 @@ class EvaluationConfig:
     confidence: float = spec(0.95, check=between(0.5, 0.999))
     bootstrap: int = spec(1000, check=between(0, 100_000))
     workers: int = spec(0, check=between(0, 256))  # processes; 0: min(2, CPU cores)
+    drives_per_task: int = spec(0, check=at_least(0))  # drives of one unit of work; 0: all of them
     plots: bool = spec(True)
     snapshot: bool = spec(True)  # PyVista 3D view of the scene
     policy_options: dict[str, dict[str, Any]] = spec(factory=dict)  # per policy, validated by its options
@@ -217,9 +220,11 @@ def evaluate(
     progress: bool = True,
     drive_ids: Sequence[str] | None = None,
     notes: Sequence[str] = (),
+    executor: Executor | None = None,
 ) -> Evaluation:
     """Every policy over the store's drives (or only `drive_ids`, e.g. those a learned policy never
-    trained on) under every condition and seed; `notes` go into the report."""
+    trained on) under every condition and seed; `notes` go into the report. The units of work run
+    on `executor` (default: local, `config.workers` forked processes); results do not depend on it."""
     start = time.perf_counter()
     replay = load_drives(store)
     context = replay.context
@@ -238,35 +243,55 @@ def evaluate(
         scenario_faults=scenario_faults,
         notes=notes,
     )
-    # Work out the distinct replays first: (policy, faults it can notice, seed, drive).
+    # Work out the distinct replays first: (policy, faults it can notice, seed, drive); each unit of
+    # work replays one policy's new replays of a (condition, seed) over a batch of drives in lockstep.
     plan: dict[tuple[Any, ...], tuple[int, FaultsConfig, int, int]] = {}
     units: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    batches: list[tuple[int, list[tuple[Any, ...]]]] = []  # (drives covered, new replays)
+    work: list[ReplayUnit] = []
     fault_ids: dict[FaultsConfig, int] = {}  # hashing a nested frozen dataclass is slow: do it once
+    batch = config.drives_per_task or len(drives)
     for condition in grid:
         noticed = [fault_ids.setdefault(condition.faults.only(r.reads), len(fault_ids)) for r in runners]
         for seed in config.seeds:
-            batch = []
-            for drive in drives:
-                for i, runner in enumerate(runners):
+            for i, runner in enumerate(runners):
+                new = []
+                for drive in drives:
                     key = (i, noticed[i], seed, drive.index)
                     if key not in plan:
                         plan[key] = (i, condition.faults, seed, drive.index)
-                        batch.append(key)
+                        new.append(key)
                     units.setdefault((runner.policy.name, condition.name), []).append(key)
-            batches.append((len(drives), batch))
-    done: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+                for first in range(0, len(new), batch):
+                    keys = tuple(new[first : first + batch])
+                    label = f"{runner.policy.name} under {condition.name}, seed {seed}, drives {first}.."
+                    work.append(
+                        ReplayUnit(i, condition.faults, seed, keys, f"{label}{first + len(keys) - 1}")
+                    )
+    done: dict[tuple[Any, ...], tuple[dict[str, float], dict[str, np.ndarray]]] = {}
+    setup = ReplaySetup(
+        uuid.uuid4().hex, str(context.path), config, tuple(policy_names), tuple(d.id for d in drives)
+    )
+    executor = executor or LocalExecutor()
     workers = config.workers or min(2, os.cpu_count() or 1)
-    with _pool(workers if len(plan) >= 64 else 1, runners, drives, config) as pool:
-        total = len(grid) * len(config.seeds) * len(drives)
-        with progress_bar(total=total, unit="drive", desc="closed loop", enabled=progress) as bar:
-            jobs = [[(key, plan[key]) for key in batch] for _, batch in batches]
-            for (covered, _), (metrics, timing) in zip(batches, pool(jobs)):
+    _STATE.clear()
+    _STATE[setup.token] = (runners, {d.index: d for d in drives}, config)  # forked workers inherit it
+    desc = "closed loop" + ("" if executor.kind == "local" else f" on {executor.kind}")
+    try:
+        with progress_bar(total=len(plan), unit="replay", desc=desc, enabled=progress) as bar:
+            jobs = [(setup, unit) for unit in work]
+            labels = [unit.label for unit in work]
+            processes = workers if len(plan) >= 64 else 1
+            for finished, (index, (metrics, (seconds, decisions))) in enumerate(
+                executor.map(replay_unit, jobs, labels, processes=processes, start_method="fork"), 1
+            ):
                 done.update(metrics)
-                for i, (seconds, decisions) in timing.items():
-                    runners[i].act_seconds += seconds
-                    runners[i].decisions += decisions
-                bar.update(covered)
+                runners[work[index].runner].act_seconds += seconds
+                runners[work[index].runner].decisions += decisions
+                if executor.kind != "local":
+                    bar.set_postfix_str(f"{finished}/{len(work)} tasks", refresh=False)
+                bar.update(len(work[index].keys))
+    finally:
+        _STATE.clear()
     result.steps = sum(next(d for d in drives if d.index == k[3]).num_frames for k in plan)
     for condition in grid:
         for runner in runners:
@@ -310,47 +335,61 @@ def _chosen(drives: list[Drive], ids: Sequence[str] | None, path: str | Path) ->
     return [known[i] for i in dict.fromkeys(ids)]
 
 
-_STATE: dict[str, Any] = {}  # what forked workers inherit: runners, drives, config
+@dataclass(frozen=True)
+class ReplaySetup:
+    """What a worker needs to rebuild an evaluation's runners and drives (a Ray task, maybe on another
+    host: the store's path must be readable there too)."""
+
+    token: str  # one evaluation: a worker builds its state once per token
+    store: str
+    config: EvaluationConfig
+    policies: tuple[str, ...]
+    drive_ids: tuple[str, ...]
 
 
-def _run_batch(
-    batch: list[tuple[tuple[Any, ...], tuple[int, FaultsConfig, int, int]]],
-) -> tuple[dict[tuple[Any, ...], dict[str, np.ndarray]], dict[int, tuple[float, int]]]:
-    """Replay a batch of (key, (runner, faults, seed, drive)); metrics per key and act timing."""
-    runners, drives, config = _STATE["runners"], _STATE["drives"], _STATE["config"]
-    by_index = {d.index: d for d in drives}
-    # One batch is one (condition, seed): a runner's replays in it share faults and seed.
-    groups: dict[int, list[tuple[tuple[Any, ...], FaultsConfig, int, int]]] = {}
-    for key, (i, faults, seed, drive) in batch:
-        groups.setdefault(i, []).append((key, faults, seed, drive))
-    metrics, timing = {}, {}
-    for i, replays in groups.items():
-        _, faults, seed, _ = replays[0]
-        runner = runners[i]
-        seconds, decisions = runner.act_seconds, runner.decisions
-        records = replay_drives(runner, [by_index[replay[3]] for replay in replays], faults, seed)
-        for (key, *_), record in zip(replays, records):
-            frames = frame_metrics(record, config.outage_snr_db)
-            metrics[key] = (unit_sums(frames), {m: frames[m] for m in PLOTTED})
-        timing[i] = (runner.act_seconds - seconds, runner.decisions - decisions)
-        runner.act_seconds, runner.decisions = seconds, decisions  # the caller adds the batch's timing
+@dataclass(frozen=True)
+class ReplayUnit:
+    """One unit of work: a policy's replays of a batch of drives under one condition's faults and seed."""
+
+    runner: int
+    faults: FaultsConfig
+    seed: int
+    keys: tuple[tuple[Any, ...], ...]  # (runner, faults noticed, seed, drive index) of each replay
+    label: str  # names the unit in a failure report
+
+
+# This process's evaluation state, by setup token: the evaluating process puts its own here (forked
+# workers inherit it); any other worker (spawned, a Ray task) builds it from the setup once.
+_STATE: dict[str, tuple[list[_Runner], dict[int, Drive], EvaluationConfig]] = {}
+
+
+def _state(setup: ReplaySetup) -> tuple[list[_Runner], dict[int, Drive], EvaluationConfig]:
+    if setup.token not in _STATE:
+        replay = load_drives(setup.store)
+        drives = _chosen(replay.drives, setup.drive_ids, setup.store)
+        runners = _runners(replay.context, setup.store, setup.config, setup.policies, [])
+        _STATE.clear()  # one evaluation at a time: let an earlier one's policies go
+        _STATE[setup.token] = (runners, {d.index: d for d in drives}, setup.config)
+    return _STATE[setup.token]
+
+
+def replay_unit(
+    job: tuple[ReplaySetup, ReplayUnit],
+) -> tuple[dict[tuple[Any, ...], tuple[dict[str, float], dict[str, np.ndarray]]], tuple[float, int]]:
+    """Replay one unit: per replay key its metric sums and plotted per-frame arrays, and the policy's
+    decision time and count (the caller adds them to its own runner)."""
+    setup, unit = job
+    runners, by_index, config = _state(setup)
+    runner = runners[unit.runner]
+    seconds, decisions = runner.act_seconds, runner.decisions
+    records = replay_drives(runner, [by_index[key[3]] for key in unit.keys], unit.faults, unit.seed)
+    metrics = {}
+    for key, record in zip(unit.keys, records):
+        frames = frame_metrics(record, config.outage_snr_db)
+        metrics[key] = (unit_sums(frames), {m: frames[m] for m in PLOTTED})
+    timing = (runner.act_seconds - seconds, runner.decisions - decisions)
+    runner.act_seconds, runner.decisions = seconds, decisions
     return metrics, timing
-
-
-@contextlib.contextmanager
-def _pool(
-    workers: int, runners: list[_Runner], drives: list[Drive], config: EvaluationConfig
-) -> Iterator[Callable[[list[Any]], Iterator[Any]]]:
-    """Map batches over `workers` forked processes (they inherit the preloaded drives), or in-process."""
-    _STATE.update(runners=runners, drives=drives, config=config)
-    try:
-        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-            yield lambda jobs: map(_run_batch, jobs)
-            return
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            yield lambda jobs: pool.imap(_run_batch, jobs)
-    finally:
-        _STATE.clear()
 
 
 def _runners(

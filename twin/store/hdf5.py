@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,12 +76,44 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def parts_folder(path: Path) -> Path:
+    """Where the part files of the store at `path` are written until the merge."""
+    return path.with_name(path.name + ".parts")
+
+
+def part_path(parts: Path, run: int) -> Path:
+    return parts / f"run-{run:06d}.h5"
+
+
+def write_part(
+    parts: Path, run: int, episodes: list[Episode], shared: Mapping[str, np.ndarray] | None = None
+) -> Path:
+    """Write a run's part file atomically (any process, any host sharing `parts`): `shared` arrays
+    (base-station sensors) are stored once under `/runs/<run>/` and every episode links to them. The
+    temporary name is this attempt's own, so a retried attempt never writes into another's file."""
+    final = part_path(parts, run)
+    tmp = final.with_name(f"{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+    with h5py.File(tmp, "w") as f:
+        links = {}
+        if shared:
+            run_group = f.create_group(f"runs/run{run:05d}")
+            for name, array in shared.items():
+                _create(run_group, name, array)
+                links[name] = f"{run_group.name}/{name}"
+        group = f.create_group("episodes")
+        for episode in episodes:
+            _write_episode(group.create_group(episode.id), episode, links)
+        f.attrs["complete"] = True
+    os.replace(tmp, final)
+    return final
+
+
 class StoreWriter:
     """Writes a dataset run by run; safe to kill at any moment and to resume."""
 
     def __init__(self, path: Path, root_attrs: Mapping[str, Any], constants: Mapping[str, np.ndarray]):
         self.path = Path(path)
-        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.parts = parts_folder(self.path)
         self.root_attrs = dict(root_attrs)
         self.constants = dict(constants)  # dataset-wide arrays, e.g. codebook/weights
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -88,7 +121,7 @@ class StoreWriter:
             leftover.unlink()
 
     def _part(self, run: int) -> Path:
-        return self.parts / f"run-{run:06d}.h5"
+        return part_path(self.parts, run)
 
     def completed_runs(self) -> set[int]:
         done = set()
@@ -104,22 +137,8 @@ class StoreWriter:
     def write_run(
         self, run: int, episodes: list[Episode], shared: Mapping[str, np.ndarray] | None = None
     ) -> None:
-        """Write a run's episodes; `shared` arrays (base-station sensors) are stored once under
-        `/runs/<run>/` and every episode links to them by name."""
-        final = self._part(run)
-        tmp = _atomic_path(final)
-        with h5py.File(tmp, "w") as f:
-            links = {}
-            if shared:
-                run_group = f.create_group(f"runs/run{run:05d}")
-                for name, array in shared.items():
-                    _create(run_group, name, array)
-                    links[name] = f"{run_group.name}/{name}"
-            group = f.create_group("episodes")
-            for episode in episodes:
-                _write_episode(group.create_group(episode.id), episode, links)
-            f.attrs["complete"] = True
-        os.replace(tmp, final)
+        """Write a run's episodes (twin.store.hdf5.write_part)."""
+        write_part(self.parts, run, episodes, shared)
 
     def finalize(self, runs: int | Sequence[int]) -> Path:
         """Merge all run parts (`runs`: their indices, or their count from 0) into the dataset file;
