@@ -80,11 +80,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
+    # Every sensor frame runs through its encoder and decoder in each window it belongs to: small inputs.
     "tiny": {
         "radar_view": "cube",
-        "radar_cube_size": (32, 32),
-        "camera_size": (36, 64),
-        "bev_size": (32, 64),
+        "radar_cube_size": (16, 16),
+        "camera_size": (18, 32),
+        "bev_size": (16, 32),
     },
     "paper": {
         "radar_view": "cube",
@@ -118,13 +119,13 @@ class VIPoEOptions:
     # Training schedule (Remark 2), run before the head's epochs (train.epochs):
     stage1_epochs: int = spec(5, check=between(0, 100_000))  # unimodal ELBOs on unpaired windows
     stage2_epochs: int = spec(5, check=between(0, 100_000))  # full loss on aligned windows
-    stage_lr: float = spec(1e-3, check=between(1e-7, 10))
+    stage_lr: float = spec(2e-3, check=between(1e-7, 10))
     aligned_fraction: float = spec(1.0, check=between(0.01, 1))  # 1: data-sufficient; 0.2: data-efficient
     lambda_enc: float = spec(1.0, check=between(0, 1e4))
     lambda_dec: float = spec(1.0, check=between(0, 1e4))
     lambda_schedule: str = spec("linear", check=one_of("linear", "step"))
     lambda_ramp: float = spec(0.5, check=between(0, 1))  # share of Stage II until λ reaches its value
-    likelihood_dims: float = spec(64.0, check=at_least(1e-3))  # reconstruction: a modality's weight
+    likelihood_dims: float = spec(256.0, check=at_least(1e-3))  # reconstruction: a modality's weight
     decorrelation_dims: int = spec(64, check=between(1, 4096))  # residual projection for R_dec
     unitary_weight: float = spec(1.0, check=between(0, 1e4))  # keeps the learnable DFTs near-unitary
 
