@@ -205,7 +205,12 @@ class LearnableDFT(nn.Module):
         self.delta_imag = nn.Parameter(torch.zeros(init.shape))
 
     def matrix(self) -> torch.Tensor:
-        return torch.complex(self.base_real + self.delta_real, self.base_imag + self.delta_imag)
+        # The residual in units of 1/n: an optimiser step of size lr moves an entry (of size 1/√n)
+        # by lr/n, so the matrix stays near-unitary through training (Adam's steps ignore scale).
+        scale = 1.0 / self.delta_real.shape[0]
+        return torch.complex(
+            self.base_real + scale * self.delta_real, self.base_imag + scale * self.delta_imag
+        )
 
     def unitarity_error(self) -> torch.Tensor:
         """‖FᴴF − I‖²_F / n."""
