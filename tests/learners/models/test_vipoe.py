@@ -179,7 +179,7 @@ def test_the_head_fits_a_batch_while_the_frozen_representation_stays_put() -> No
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.3 * losses[0]
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
