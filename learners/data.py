@@ -254,12 +254,13 @@ class WindowDataset(Dataset):
         }
 
     def sensor_window(
-        self, drive: DriveFrames, first: int, count: int
+        self, drive: DriveFrames, first: int, count: int, names: Sequence[str] | None = None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Sensor inputs of frames first … first+count−1 (zeros, mask 0, outside the drive)."""
+        """Sensor inputs (all, or `names`) of frames first … first+count−1 (zeros, mask 0, outside the
+        drive)."""
         index, valid = _frames(first, 0, count, drive.num_frames)
         inputs, masks = {}, {}
-        for name in self.frames.inputs:
+        for name in self.frames.inputs if names is None else names:
             if name == RF_INPUT:
                 continue
             mask = valid & drive.masks[name][index]
@@ -283,3 +284,29 @@ class WindowDataset(Dataset):
             np.where(valid, beam_rsrp, 0).astype(np.float32),
             valid,
         )
+
+
+class UnpairedWindowDataset(WindowDataset):
+    """Windows whose sensor inputs are never aligned: sample i takes each sensor input from another
+    window (`sources[name][i]`), the k-th input from position (j + k·n/M) mod n of one seeded
+    permutation, so no two inputs of a sample share a window. It stands in for unimodal data
+    recorded apart (VI-PoE's Stage I); it carries no targets and no RF history."""
+
+    def __init__(self, frames: FrameSet, drives: Sequence[int], config: DataConfig, seed: int = 0):
+        super().__init__(frames, drives, config, training=False, seed=seed)
+        sensors = [n for n in frames.inputs if n != RF_INPUT]
+        n = len(self.items)
+        order = np.random.default_rng(seed).permutation(n)
+        shift = max(n // max(len(sensors), 1), 1)
+        self.sources = {
+            name: order[(np.arange(n) + k * shift) % n] if n else order for k, name in enumerate(sensors)
+        }
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        inputs, masks = {}, {}
+        for name, source in self.sources.items():
+            d, t = self.items[int(source[i])]
+            history = self.config.history
+            window, window_masks = self.sensor_window(self.frames.drives[d], t + 1 - history, history, [name])
+            inputs[name], masks[name] = window[name], window_masks[name]
+        return {"inputs": inputs, "masks": masks, "source": {n: int(s[i]) for n, s in self.sources.items()}}

@@ -37,3 +37,11 @@ def focal_loss(
         return loss.mean()
     weight = mask.to(loss.dtype)
     return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def gaussian_kl(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) of diagonal Gaussians, summed over the last axis (≥ 0)."""
+    ratio = torch.exp(logvar_q - logvar_p)
+    return 0.5 * (ratio + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1 - (logvar_q - logvar_p)).sum(-1)

@@ -4,7 +4,9 @@ float32 array a network reads.
 - camera: area-resized RGB, scaled to roughly zero mean and unit spread, channels first (3, h, w);
 - radar: two maps by FFT of the IF cube (twin.sensors.radar.range_doppler_angle), range–angle and
   range–velocity, in dB relative to the map's median, resized to one grid (2, r, a): the 2-channel
-  radar input of BeamTransFuser;
+  radar input of BeamTransFuser; or, with `radar_view=cube`, the raw IF cube itself (2·Rx, S, C),
+  real parts then imaginary parts, cut or zero-padded to `radar_cube_size` and scaled to unit RMS
+  per frame (VI-PoE's RF input, whose own learnable window and DFTs replace the fixed FFT);
 - LiDAR: a bird's-eye histogram of the points above the ground (1, rows, cols) or a spherical depth
   image (1, elevation, azimuth);
 - GPS: latitude/longitude → metres around the base station by an equirectangular projection with
@@ -59,6 +61,8 @@ class PreprocessConfig:
     radar_size: tuple[int, int] = spec((32, 32), check=each_between(4, 4096))  # range, angle/velocity
     radar_angle_bins: int = spec(32, check=between(4, 1024))
     radar_max_range_m: float = spec(40.0, check=at_least(1.0))
+    radar_view: str = spec("maps", check=one_of("maps", "cube"))
+    radar_cube_size: tuple[int, int] = spec((32, 32), check=each_between(1, 4096))  # samples, chirps
     gps_source: str = spec("gps", check=one_of("gps", "position"))  # position: the stored ue_pos
     gps_scale_m: float = spec(30.0, check=at_least(0.1))
     rsrp_scale_db: float = spec(20.0, check=at_least(0.1))
@@ -115,6 +119,18 @@ def radar_maps(raw: np.ndarray, radar: RadarConfig, config: PreprocessConfig) ->
     range_angle = _db_map(power.sum(axis=1), config.radar_size)
     range_velocity = _db_map(power.sum(axis=2), config.radar_size)
     return np.stack([range_angle, range_velocity]).astype(np.float32)
+
+
+def radar_cube_input(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(2·Rx, S, C): the cube's first S samples and C chirps (zero-padded where it has fewer), real
+    parts then imaginary parts, scaled to unit RMS (the frame's power is kept by no other input, but
+    the target's position in the cube is: scale-free input, whatever the transmit power)."""
+    cube = radar_cube(raw)[:, : size[0], : size[1]]
+    out = np.zeros((2 * cube.shape[0], *size), np.float32)
+    rx, s, c = cube.shape
+    out[:rx, :s, :c], out[rx:, :s, :c] = cube.real, cube.imag
+    rms = float(np.sqrt(np.mean(out**2)))
+    return out / rms if rms > 0 else out
 
 
 def _resampled(axis: np.ndarray, size: int) -> np.ndarray:
@@ -251,6 +267,11 @@ class Preprocessor:
         lidar_position = deployment.lidar_position_m or tuple(self._lidar.get("position_m", (0.0, 0.0, 0.0)))
         self._lidar_height = float(lidar_position[2])
 
+    def _radar_config(self) -> RadarConfig:
+        if self._radar is None:
+            raise ConfigError("radar input: the store has no radar configuration (attribute 'sensors')")
+        return self._radar
+
     def source(self, name: str) -> str:
         return input_source(name, self.config)
 
@@ -259,6 +280,8 @@ class Preprocessor:
         if name == "camera":
             return (3, *c.camera_size)
         if name == "radar":
+            if c.radar_view == "cube":
+                return (2 * self._radar_config().num_rx, *c.radar_cube_size)
             return (2, *c.radar_size)
         if name == "lidar":
             return (1, *(c.bev_size if c.lidar_view == "bev" else c.depth_size))
@@ -272,9 +295,9 @@ class Preprocessor:
         if name == "camera":
             return camera_image(raw, c.camera_size)
         if name == "radar":
-            if self._radar is None:
-                raise ConfigError("radar input: the store has no radar configuration (attribute 'sensors')")
-            return radar_maps(raw, self._radar, c)
+            if c.radar_view == "cube":
+                return radar_cube_input(raw, c.radar_cube_size)
+            return radar_maps(raw, self._radar_config(), c)
         if name == "lidar":
             if c.lidar_view == "bev":
                 return lidar_bev(raw, self._lidar_height, c)

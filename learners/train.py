@@ -15,7 +15,9 @@ same data.
 
 Frozen backbone plus head (for pretrained encoders): `init_from=<checkpoint>` loads every tensor whose
 name and shape match, and `freeze=[prefix, ...]` keeps parameters under those name prefixes fixed
-(their batch-norm statistics too).
+(their batch-norm statistics too). A model with pretraining stages (VI-PoE) runs them first
+(learners.pretrain, each with its own progress and validation lines), then trains its head here on
+the frozen backbone; the epochs, learning rate and loss of this file are the head's.
 """
 
 from __future__ import annotations
@@ -34,15 +36,15 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
-from learners.data import RF_INPUT, DataConfig, FrameSet, WindowDataset, data_config, load_frames
-from learners.losses import focal_loss
+from learners.data import DataConfig, FrameSet, WindowDataset, data_config, load_frames
 from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
+from learners.optimisation import Optimisation, batches
 from learners.preprocess import PreprocessConfig, preprocess_config
+from learners.pretrain import run_stages
 from twin.errors import ConfigError
 from twin.progress import progress_bar
 from twin.validation import at_least, between, build, one_of, spec, to_dict
@@ -115,21 +117,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _drop_modalities(batch: dict[str, Any], names: list[str], p: float, generator: torch.Generator) -> None:
-    """Blank whole sensor inputs of random samples (mask 0, zeros), never all of a sample's inputs,
-    so the model learns to decide with a sensor missing, as dropout faults will ask of it."""
-    if p <= 0 or len(names) < 2:
-        return
-    size = batch["target"].shape[0]
-    drop = torch.rand(size, len(names), generator=generator) < p
-    drop &= ~drop.all(1, keepdim=True)
-    for j, name in enumerate(names):
-        mask = batch["masks"][name]
-        batch["masks"][name] = mask & ~drop[:, j : j + 1]
-        shape = (size,) + (1,) * (batch["inputs"][name].dim() - 1)
-        batch["inputs"][name] = batch["inputs"][name] * (~drop[:, j]).view(shape)
-
-
 def _init_from(model: nn.Module, path: str) -> int:
     """Copy every tensor of another checkpoint whose name and shape match; returns how many."""
     source = load_checkpoint(path).model.state_dict()
@@ -155,12 +142,6 @@ def _freeze(model: nn.Module, prefixes: tuple[str, ...]) -> list[nn.Module]:
         for name, m in model.named_modules()
         if name and name.startswith(prefixes) and all(not p.requires_grad for p in m.parameters())
     ]
-
-
-def _loader(dataset: WindowDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed)
-    )
 
 
 def store_identity(path: Path) -> dict[str, Any]:
@@ -216,48 +197,6 @@ def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _
     return _Setup(model, frames, train_ids, val_ids, _freeze(model, tuple(config.freeze)))
 
 
-class _Optimisation:
-    """AdamW with the learning-rate schedule, modality dropout and the focal loss: one epoch at a time."""
-
-    def __init__(self, model: BeamPredictor, config: TrainConfig, batches_per_epoch: int):
-        self.model, self.config = model, config
-        self.parameters = [p for p in model.parameters() if p.requires_grad]
-        self.optimiser = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
-        steps = config.epochs * batches_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimiser, lambda step: _learning_rate_factor(config.schedule, step, steps)
-        )
-        self.generator = torch.Generator().manual_seed(config.seed + 1)
-        self.sensors = [n for n in model.inputs if n != RF_INPUT]
-        self.samples, self.seconds = 0, 0.0  # throughput of the optimisation steps alone
-
-    def epoch(self, batches: Any, deadline: float | None) -> tuple[float, bool]:
-        """Mean training loss of the epoch, and whether the deadline cut it short."""
-        c = self.config
-        total, count = 0.0, 0
-        for batch in batches:
-            tick = time.perf_counter()
-            _drop_modalities(batch, self.sensors, c.modality_dropout, self.generator)
-            logits = self.model(batch["inputs"], batch["masks"])
-            loss = focal_loss(
-                logits, batch["target"], batch["target_mask"], c.focal_gamma, c.label_sigma_beams
-            )
-            self.optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.parameters, 5.0)
-            self.optimiser.step()
-            self.scheduler.step()
-            size = batch["target"].shape[0]
-            self.seconds += time.perf_counter() - tick
-            self.samples += size
-            total, count = total + loss.item() * size, count + size
-            if hasattr(batches, "set_postfix"):
-                batches.set_postfix(loss=f"{total / count:.3f}", refresh=False)
-            if deadline is not None and time.perf_counter() > deadline:
-                return total / count, True
-        return total / max(count, 1), False
-
-
 def fit(
     store: str | Path,
     config: TrainConfig | Mapping[str, Any],
@@ -274,9 +213,13 @@ def fit(
         torch.set_num_threads(config.threads)
     setup = _setup(store, config, frames)
     model, data = setup.model, config.data
+    pretraining: list[dict[str, Any]] = []
+    if model.pretraining_stages():  # representation stages first, then the head on the frozen backbone
+        pretraining = run_stages(model, setup.frames, setup.train_ids, setup.val_ids, config, progress)
+        setup.frozen = _freeze(model, (*config.freeze, *model.backbone_prefixes()))
     train_set = WindowDataset(setup.frames, setup.train_ids, data, training=True, seed=config.seed)
     val_set = WindowDataset(setup.frames, setup.val_ids, data, training=False)
-    val_loader = _loader(val_set, max(config.batch_size, 64), False, config.seed)
+    val_loader = batches(val_set, max(config.batch_size, 64), False, config.seed)
     validate = (lambda: evaluate_offline(model, val_loader)) if len(val_set) else dict
     deadline = start + config.time_budget_s if config.time_budget_s else None
     history: list[dict[str, Any]] = []
@@ -285,15 +228,15 @@ def fit(
     if not model.trainable or config.epochs == 0 or len(train_set) == 0:
         stopped, chosen = "nothing to train", validate()
     else:
-        run = _Optimisation(model, config, math.ceil(len(train_set) / config.batch_size))
+        run = Optimisation(model, config, math.ceil(len(train_set) / config.batch_size))
         best_key, best_state, stale = None, None, 0
         for epoch in range(1, config.epochs + 1):
             model.train()
             for module in setup.frozen:
                 module.eval()
-            loader = _loader(train_set, config.batch_size, True, config.seed + epoch)
+            epoch_batches = batches(train_set, config.batch_size, True, config.seed + epoch)
             desc = f"{config.model} epoch {epoch}/{config.epochs}"
-            with progress_bar(loader, desc=desc, unit="batch", enabled=progress, leave=False) as bar:
+            with progress_bar(epoch_batches, desc=desc, unit="batch", enabled=progress, leave=False) as bar:
                 loss, out_of_time = run.epoch(bar, deadline)
             metrics = validate()
             history.append({"epoch": epoch, "train_loss": loss, **metrics})
@@ -316,6 +259,7 @@ def fit(
         "train": train_config_json(config),
         "metrics": chosen,
         "history": history,
+        "pretraining": pretraining,
         "stopped": stopped,
         "samples_per_s": samples_per_s,
         "store": {"path": str(store), **store_identity(Path(store))},
@@ -326,13 +270,6 @@ def fit(
     }
     folder = save_checkpoint(checkpoint_dir, model.eval(), data, extra)
     return TrainResult(folder, chosen, history, samples_per_s, stopped, time.perf_counter() - start)
-
-
-def _learning_rate_factor(schedule: str, step: int, steps: int) -> float:
-    """Cosine decay to zero over the planned steps (stable last epochs), or constant."""
-    if schedule == "constant" or steps <= 0:
-        return 1.0
-    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
 
 
 def _monitored(metrics: dict[str, Any], train_loss: float) -> tuple[float, float]:

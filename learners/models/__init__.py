@@ -6,7 +6,15 @@ registers the built-in ones. A model of another package registers the same way, 
 `register_model`, when that package is imported.
 """
 
-from learners.models import baselines, beamtransfuser
+from learners.models import baselines, beamtransfuser, vipoe
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, register_model
 
-__all__ = ["MODELS", "BeamPredictor", "ModelContext", "baselines", "beamtransfuser", "register_model"]
+__all__ = [
+    "MODELS",
+    "BeamPredictor",
+    "ModelContext",
+    "baselines",
+    "beamtransfuser",
+    "register_model",
+    "vipoe",
+]

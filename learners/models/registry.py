@@ -35,6 +35,20 @@ class ModelContext:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
+@dataclass(frozen=True)
+class PretrainStage:
+    """A representation-learning stage a model runs before its supervised head (learners.pretrain):
+    its own objective (`BeamPredictor.stage_loss`), epochs and learning rate, on windows whose
+    sensor inputs are `unpaired` (each from another window) or `aligned`, from the training drives
+    of the model's `aligned` share, the rest (`unaligned`, all when there is no rest) or `all`."""
+
+    name: str
+    epochs: int
+    lr: float
+    windows: str = "aligned"  # unpaired | aligned
+    drives: str = "all"  # all | aligned | unaligned
+
+
 class BeamPredictor(nn.Module):
     """Base class: `forward(inputs, masks)` → (B, F, K) logits."""
 
@@ -67,6 +81,26 @@ class BeamPredictor(nn.Module):
 
     def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
         raise NotImplementedError
+
+    # Pretraining (optional): stages before the supervised head, which then trains on a frozen backbone.
+
+    def pretraining_stages(self) -> tuple[PretrainStage, ...]:
+        return ()
+
+    def stage_loss(
+        self, stage: PretrainStage, batch: dict[str, Any], progress: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The stage's objective on a batch (`progress`: share of the stage's steps done, 0 … 1), and
+        its terms for the progress lines."""
+        raise NotImplementedError
+
+    def backbone_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes frozen for the head stage after pretraining."""
+        return ()
+
+    def aligned_fraction(self) -> float:
+        """Share of the training drives whose windows aligned stages see (the rest: unaligned ones)."""
+        return 1.0
 
 
 MODELS: dict[str, type[BeamPredictor]] = {}

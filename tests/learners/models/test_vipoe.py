@@ -1,0 +1,253 @@
+"""VI-PoE: the closed-form product of experts against numerically multiplied Gaussians, a dropped
+modality equals an omitted expert, the Gaussian KL against Monte Carlo, the learnable DFTs against
+torch.fft, R_dec on independent and correlated residuals, unpaired windows, the head on a frozen
+backbone, and on the tiny twin store: two-stage training (deterministic, checkpoint round trip) and
+the policy in the main job's closed loop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from learners.checkpoint import load_checkpoint
+from learners.closed_loop import run_closed_loop
+from learners.data import DataConfig, UnpairedWindowDataset, WindowDataset, load_frames
+from learners.losses import focal_loss, gaussian_kl
+from learners.models.registry import ModelContext, build_model
+from learners.models.vipoe import RFFrontEnd, VIPoE, cross_covariance_penalty, product_of_experts
+from learners.preprocess import preprocess_config
+from learners.train import _freeze, fit, train_config
+from learners.twin_run import learned_run_config, prepare_learned
+from twin.errors import ConfigError
+from twin.loop.evaluate import evaluate, evaluation_from
+from twin.loop.policies import make_policy
+from twin.scenario.config import ScenarioConfig
+from twin.store.deployment import Deployment
+
+SHAPES = {"radar": (8, 16, 16), "camera": (3, 18, 32), "lidar": (1, 16, 32), "gps": (4,)}
+TWO_STAGES = {"model": "vipoe", "epochs": 2, "batch_size": 16, "seed": 3,
+              "options": {"stage1_epochs": 2, "stage2_epochs": 1}}  # fmt: skip
+
+
+def small_model(future: int = 1, **options: object) -> VIPoE:
+    deployment = Deployment(
+        num_beams=16, angles_deg=tuple(np.linspace(-45, 45, 16)), frame_rate_hz=10.0, noise_power_dbm=-90.0
+    )
+    preprocess = preprocess_config({"radar_view": "cube", "radar_cube_size": (16, 16)})
+    context = ModelContext(16, 5, future, SHAPES, deployment, preprocess)
+    torch.manual_seed(0)
+    return build_model("vipoe", {"preset": "tiny", **options}, context)  # type: ignore[return-value]
+
+
+def batch(size: int = 4, seed: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {m: torch.randn(size, 5, *s, generator=generator) for m, s in SHAPES.items()}
+    return inputs, {m: torch.ones(size, 5, dtype=torch.bool) for m in SHAPES}
+
+
+def test_product_of_experts_is_the_numerical_product_of_the_gaussians() -> None:
+    grid = torch.linspace(-12, 12, 200_001, dtype=torch.float64)
+
+    def log_density(mu: float, var: float) -> torch.Tensor:
+        return -0.5 * (grid - mu) ** 2 / var - 0.5 * math.log(2 * math.pi * var)
+
+    prior, experts, weights = (0.5, 2.0), [(1.5, 0.5), (-1.0, 1.5)], (0.7, 1.3)
+    log_p = log_density(*prior) + sum(w * log_density(*e) for w, e in zip(weights, experts))
+    p = torch.exp(log_p - log_p.max())
+    p = p / p.sum()
+    mean = float((p * grid).sum())
+    var = float((p * (grid - mean) ** 2).sum())
+
+    def pair(mu: float, var: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.tensor([[mu]], dtype=torch.float64), torch.tensor([[math.log(var)]], dtype=torch.float64)
+
+    mu, logvar = product_of_experts(
+        pair(*prior), [pair(*e) for e in experts], torch.tensor(weights, dtype=torch.float64),
+        torch.ones(1, 2, dtype=torch.bool),
+    )  # fmt: skip
+    assert float(mu) == pytest.approx(mean, abs=1e-6)
+    assert math.exp(float(logvar)) == pytest.approx(var, rel=1e-6)
+
+
+def test_a_missing_modality_gives_exactly_the_posterior_without_its_expert() -> None:
+    prior = (torch.randn(3, 4), torch.randn(3, 4))
+    a, b = (torch.randn(3, 4), torch.randn(3, 4)), (torch.randn(3, 4), torch.randn(3, 4))
+    present = torch.tensor([[True, False], [True, False], [True, False]])
+    dropped = product_of_experts(prior, [a, b], torch.tensor([0.8, 1.2]), present)
+    omitted = product_of_experts(prior, [a], torch.tensor([0.8]), present[:, :1])
+    assert all(torch.equal(x, y) for x, y in zip(dropped, omitted))
+    # The whole model: camera masked everywhere equals the same model run without the camera expert.
+    model = small_model().eval()
+    inputs, masks = batch()
+    masked = {**masks, "camera": torch.zeros_like(masks["camera"])}
+    with torch.no_grad():
+        with_mask = model.sequence(inputs, model._masks(masked), model.names, sample=False)
+        without = model.sequence(inputs, model._masks(masks), ["radar", "lidar", "gps"], sample=False)
+    assert torch.equal(with_mask.posterior[0], without.posterior[0])
+    assert torch.equal(with_mask.state_after, without.state_after)
+    # Nothing present: the posterior is the prior.
+    nothing = {m: torch.zeros_like(v) for m, v in masks.items()}
+    with torch.no_grad():
+        seq = model.sequence(inputs, nothing, model.names, sample=False)
+    assert torch.allclose(seq.posterior[0], seq.prior[0]) and torch.allclose(seq.posterior[1], seq.prior[1])
+
+
+def test_gaussian_kl_matches_monte_carlo_and_is_zero_for_identical_distributions() -> None:
+    generator = torch.Generator().manual_seed(1)
+    mu_q, lv_q, mu_p, lv_p = (torch.randn(3, generator=generator, dtype=torch.float64) for _ in range(4))
+    z = mu_q + torch.exp(0.5 * lv_q) * torch.randn(400_000, 3, generator=generator, dtype=torch.float64)
+
+    def log_n(mu: torch.Tensor, lv: torch.Tensor) -> torch.Tensor:
+        return (-0.5 * ((z - mu) ** 2 / torch.exp(lv) + lv + math.log(2 * math.pi))).sum(-1)
+
+    monte_carlo = float((log_n(mu_q, lv_q) - log_n(mu_p, lv_p)).mean())
+    assert float(gaussian_kl(mu_q, lv_q, mu_p, lv_p)) == pytest.approx(monte_carlo, rel=0.02)
+    assert float(gaussian_kl(mu_q, lv_q, mu_q, lv_q)) == 0.0
+    many = gaussian_kl(*(torch.randn(1000, 8) for _ in range(4)))
+    assert bool((many >= 0).all())
+
+
+def test_learnable_dfts_start_as_torch_fft_and_the_front_end_round_trips() -> None:
+    front = RFFrontEnd(rx=2, samples=16, chirps=8)
+    x = torch.randn(16, 8, dtype=torch.complex64)
+    assert torch.allclose(front.dft_samples.matrix() @ x, torch.fft.fft(x, dim=0, norm="ortho"), atol=1e-5)
+    assert torch.allclose(x @ front.dft_chirps.matrix().T, torch.fft.fft(x, dim=1, norm="ortho"), atol=1e-5)
+    assert float(front.unitarity_error().detach()) < 1e-9
+    cube = torch.randn(3, 4, 16, 8)
+    assert torch.allclose(front.inverse(front(cube)), cube, atol=1e-4)
+    # Zero-padded samples (the cube cut or padded to the input size) are range-DFT'd like torch.fft.
+    window = front.window()
+    spectrum = front(cube)
+    reference = torch.fft.fft2(torch.complex(cube[:, :2], cube[:, 2:]) * window, norm="ortho")
+    assert torch.allclose(torch.complex(spectrum[:, :2], spectrum[:, 2:]), reference, atol=1e-4)
+
+
+def test_decoder_decorrelation_is_near_zero_for_independent_residuals_only() -> None:
+    generator = torch.Generator().manual_seed(2)
+    a, b = torch.randn(20_000, 6, generator=generator), torch.randn(20_000, 6, generator=generator)
+    everywhere = torch.ones(20_000, dtype=torch.bool)
+    independent = float(cross_covariance_penalty([a, b], [everywhere, everywhere]))
+    correlated = float(cross_covariance_penalty([a, a.flip(1) + 0.1 * b], [everywhere, everywhere]))
+    assert independent < 0.01 and correlated > 1.0
+    # Rows where either is missing do not count.
+    assert float(cross_covariance_penalty([a, a], [everywhere, torch.zeros_like(everywhere)])) == 0.0
+
+
+def test_shapes_options_and_one_line_errors() -> None:
+    model = small_model(future=2)
+    inputs, masks = batch(3)
+    assert model(inputs, masks).shape == (3, 2, 16)
+    assert model.inputs == ("radar", "camera", "lidar", "gps")
+    assert small_model(private_dim=0)(inputs, masks).shape == (3, 1, 16)
+    for options, message in [
+        ({"lambda_schedule": "cosine"}, "train.options.lambda_schedule = 'cosine': expected one of"),
+        ({"blocks": [1, 1]}, "train.options.blocks = [1, 1]: expected one count per width (3)"),
+        ({"widths": [6, 16, 32]}, "train.options.widths[0] = 6: expected a multiple of groups (4)"),
+        ({"preset": "huge"}, "model.options.preset = 'huge': expected one of tiny, paper"),
+        ({"aligned_fraction": 0}, "train.options.aligned_fraction = 0: expected a value in [0.01, 1]"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            train_config({"model": "vipoe", "options": options})
+        assert message in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="radar_view = 'maps'"):
+        deployment = Deployment(
+            num_beams=16,
+            angles_deg=tuple(np.linspace(-45, 45, 16)),
+            frame_rate_hz=10.0,
+            noise_power_dbm=-90.0,
+        )
+        build_model("vipoe", {}, ModelContext(16, 5, 1, SHAPES, deployment, preprocess_config({})))
+
+
+def test_the_head_fits_a_batch_while_the_frozen_representation_stays_put() -> None:
+    model = small_model()
+    frozen = _freeze(model, model.backbone_prefixes())
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head")}
+    inputs, masks = batch(8)
+    target = torch.randint(0, 16, (8, 1), generator=torch.Generator().manual_seed(0))
+    optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for module in frozen:
+        module.eval()
+    losses = []
+    for _ in range(100):
+        loss = focal_loss(model(inputs, masks), target, torch.ones(8, 1, dtype=torch.bool), 0.0, 0.0)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.3 * losses[0]
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_unpaired_windows_never_align_their_modalities(tiny_store: Path) -> None:
+    frames = load_frames(tiny_store, ("radar", "camera", "gps"), preprocess_config({"radar_view": "cube"}))
+    drives = list(range(len(frames.drives)))
+    unpaired = UnpairedWindowDataset(frames, drives, DataConfig(), seed=4)
+    aligned = WindowDataset(frames, drives, DataConfig())
+    for i in range(len(unpaired)):
+        sources = unpaired[i]["source"]
+        assert len(set(sources.values())) == len(sources)  # every input from another window
+    sample = unpaired[5]
+    for name, source in sample["source"].items():  # each input is that window's, unchanged
+        assert torch.equal(sample["inputs"][name], aligned[source]["inputs"][name])
+    assert "target" not in sample and "beams" not in sample["inputs"]
+
+
+@pytest.fixture(scope="module")
+def two_stage(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The two stages and the head, twice with the same seed (about a minute on 2 cores)."""
+    folder = tmp_path_factory.mktemp("vipoe")
+    first = fit(tiny_store, TWO_STAGES, folder / "a", progress=False).checkpoint
+    second = fit(tiny_store, TWO_STAGES, folder / "b", progress=False).checkpoint
+    return first, second
+
+
+def test_two_stage_training_is_deterministic_and_round_trips(
+    two_stage: tuple[Path, Path], tiny_store: Path
+) -> None:
+    first, second = (load_checkpoint(c) for c in two_stage)
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = first.config["pretraining"]
+    assert [(e["stage"], e["epoch"]) for e in history] == [("stage I", 1), ("stage I", 2), ("stage II", 1)]
+    assert history == second.config["pretraining"] and first.config["metrics"] == second.config["metrics"]
+    for entry in history:
+        assert all(math.isfinite(v) for v in entry["val"].values()) and math.isfinite(entry["train_loss"])
+    stage_one = [e["val"] for e in history if e["stage"] == "stage I"]
+    for m in ("radar", "camera", "lidar", "gps"):  # Stage I lowers every modality's loss
+        assert stage_one[1][f"recon {m}"] < stage_one[0][f"recon {m}"]
+        assert stage_one[1][f"KL {m}"] >= 0
+    stage_two = history[-1]["val"]
+    assert stage_two["R_enc"] >= 0 and stage_two["R_dec"] >= 0 and stage_two["KL shared"] >= 0
+    assert 0 <= first.config["metrics"]["dba"] <= 1
+    assert float(first.model.experts["radar"].front.unitarity_error().detach()) < 1e-2  # still near-unitary
+    # The loaded model decides as the trained one did (validation windows).
+    frames = load_frames(tiny_store, first.model.inputs, first.preprocess)
+    val = [i for i, d in enumerate(frames.drives) if d.id in first.config["split"]["val"]]
+    loaded = next(iter(torch.utils.data.DataLoader(WindowDataset(frames, val, first.data), batch_size=8)))
+    with torch.no_grad():
+        assert torch.equal(first.model(loaded["inputs"], loaded["masks"]),
+                           second.model(loaded["inputs"], loaded["masks"]))  # fmt: skip
+
+
+def test_vipoe_is_a_policy_in_the_main_jobs_closed_loop(
+    two_stage: tuple[Path, Path], tiny: ScenarioConfig, tiny_store: Path
+) -> None:
+    checkpoint = two_stage[0]
+    policy = make_policy("vipoe", {"checkpoint": str(checkpoint)})
+    result = run_closed_loop(tiny_store, policy, episodes=["run00000-ue00", "run00001-ue00"])
+    assert result.frames == 40 and np.isfinite(result.metrics["snr_loss_db"])
+    grid = {"seeds": [0], "conditions": ["clean"], "blockage_rates_per_s": [], "dropout_probabilities": []}
+    evaluation = evaluation_from({**grid, "policy_options": {"vipoe": {"checkpoint": str(checkpoint)}}})
+    plan = prepare_learned(tiny_store, learned_run_config({"train": []}), evaluation, ["genie", "vipoe"],
+                           progress=False)  # fmt: skip
+    assert plan.policies == ["genie", "vipoe"]
+    report = evaluate(tiny_store, tiny.faults, plan.evaluation, plan.policies, progress=False,
+                      drive_ids=plan.drive_ids)  # fmt: skip
+    assert {row["policy"] for row in report.rows} == {"genie", "vipoe"}
