@@ -62,6 +62,10 @@ class BeamPredictor(nn.Module):
         """Tensors of an older checkpoint layout in this model's current one (default: as they are)."""
         return tensors
 
+    def training_loss(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """A model's own training objective on a batch; None: the focal loss on its logits."""
+        return None
+
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.inputs_of(self.options)

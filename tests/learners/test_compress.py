@@ -14,7 +14,6 @@ from learners import pruning
 from learners.checkpoint import CheckpointError, load_checkpoint
 from learners.compress import compress, compress_config, fusion_keep
 from learners.models.registry import build_model
-from learners.train import fit
 from tests.conftest import REPO
 from tests.learners.models.test_beamtransfuser import batch, context
 from twin.errors import ConfigError
@@ -27,10 +26,8 @@ def model() -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("compress") / "btf"
-    fit(tiny_store, {"model": "beamtransfuser", "epochs": 2, "seed": 0}, folder, progress=False)
-    return folder
+def trained(trained_beamtransfuser: Path) -> Path:
+    return trained_beamtransfuser
 
 
 @torch.no_grad()
