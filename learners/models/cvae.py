@@ -18,15 +18,15 @@ target is missing, for a policy whose sensor drops out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learners.models.beamtransfuser import IMAGE_INPUTS, BeamTransFuser
-from learners.models.registry import BeamPredictor, ModelContext, Tensors, model_options, register_model
+from learners.models.beamtransfuser import IMAGE_INPUTS, BeamTransFuser, BeamTransFuserOptions
+from learners.models.registry import BeamPredictor, ModelContext, Tensors, register_model
 from twin.errors import ConfigError
 from twin.validation import between, one_of, spec
 
@@ -40,12 +40,10 @@ class CVAEOptions:
     width: int = spec(32, check=between(1, 4096))  # CNN channels and condition size per modality
     beta: float = spec(1.0, check=between(0, 1000))
     # The frozen predictor's options (from its checkpoint: learners.train model=cvae predictor=<folder>).
-    predictor_options: dict[str, Any] = field(default_factory=dict)
+    predictor_options: BeamTransFuserOptions = spec(factory=BeamTransFuserOptions)
 
     def validate(self, prefix: str) -> None:
-        options = model_options(
-            "beamtransfuser", self.predictor_options, prefix=f"{prefix}.predictor_options"
-        )
+        options = self.predictor_options
         images = [m for m in IMAGE_INPUTS if m in options.modalities]
         if self.target not in images:
             raise ConfigError(
@@ -77,15 +75,15 @@ class ModalityCVAE(BeamPredictor):
 
     @classmethod
     def preprocess_defaults(cls, options: CVAEOptions) -> dict[str, Any]:
-        return BeamTransFuser.preprocess_defaults(model_options("beamtransfuser", options.predictor_options))
+        return BeamTransFuser.preprocess_defaults(options.predictor_options)
 
     @classmethod
     def inputs_of(cls, options: CVAEOptions) -> tuple[str, ...]:
-        return BeamTransFuser.inputs_of(model_options("beamtransfuser", options.predictor_options))
+        return BeamTransFuser.inputs_of(options.predictor_options)
 
     def __init__(self, options: CVAEOptions, context: ModelContext):
         super().__init__(options, context)
-        self.predictor = BeamTransFuser(model_options("beamtransfuser", options.predictor_options), context)
+        self.predictor = BeamTransFuser(options.predictor_options, context)
         self.target = options.target
         self.conditions = [m for m in self.predictor.images if m != self.target]
         channels, height, width = context.shapes[self.target]
