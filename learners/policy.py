@@ -14,7 +14,8 @@ price of `probe` measurement slots per frame; 0: trust the prediction), `initial
 that reads only the RF history sweeps every beam while it has no feedback yet, as initial access),
 `generate` (a CVAE checkpoint, learners.models.cvae: the frames in which its modality is missing are
 generated from the others instead of entering masked; without `checkpoint`, the policy runs the
-BeamTransFuser frozen inside the CVAE checkpoint).
+BeamTransFuser frozen inside the CVAE checkpoint; z is the prior's mean, or with `sample` drawn from
+N(0, I), seeded at every reset).
 
 Besides every model name, `beamtransfuser_pruned` (a `checkpoint` written by learners.compress) and
 `beamtransfuser_generated` (with `generate`) are registered, so one closed loop compares the full, the
@@ -59,6 +60,7 @@ class LearnedOptions:
     probe: int = spec(0, check=between(0, 4096))
     initial_sweep: bool = spec(True)
     generate: str = spec("")  # CVAE checkpoint filling a missing radar or LiDAR input
+    sample: bool = spec(False)  # with generate: z ~ N(0, I) (seeded per reset) instead of the prior's mean
 
 
 @contextlib.contextmanager
@@ -224,7 +226,9 @@ class LearnedPolicy(Policy):
         else:
             model = None
         if model is not None:
-            self.use(FilledInputs(model, generator.model) if generator is not None else model)
+            if generator is not None:
+                model = FilledInputs(model, generator.model, sample=self.options.sample)
+            self.use(model)
         elif self.kind and not model_class(self.kind).needs_training:
             # Known before reset (evaluators ask what a policy reads first): the default inputs.
             self.modalities = frozenset({input_source("gps", PreprocessConfig())})

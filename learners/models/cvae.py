@@ -13,7 +13,9 @@ The checkpoint carries a frozen copy of the BeamTransFuser it feeds (`predictor`
 predictor's checkpoint and never trained here): its forward generates the target for every frame the
 predictor reads — the real target is ignored — with z ~ N(0, I), decoder only, and returns that
 predictor's logits, so validation scores the generated input. `fill` generates only the frames whose
-target is missing, for a policy whose sensor drops out.
+target is missing, for a policy whose sensor drops out. Given a torch generator, z ~ N(0, I) is drawn
+from it (learners.generation_study: mean ± std over draws); without one z is the prior's mean, so a
+policy decides the same one drive at a time and in lockstep.
 """
 
 from __future__ import annotations
@@ -155,10 +157,13 @@ class ModalityCVAE(BeamPredictor):
     def generate(
         self, inputs: Tensors, masks: Tensors, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generated target frames (B·frames, C, h, w) from z ~ N(0, I), and the frames that had a
-        condition to generate from. The encoder is not used."""
+        """Generated target frames (B·frames, C, h, w), and the frames that had a condition to generate
+        from. z ~ N(0, I) drawn from `generator`; without one, z = 0, the prior's mean: deterministic
+        and independent of what else is in the batch (the same decisions one drive at a time or in
+        lockstep). The encoder is not used."""
         condition, present = self._condition(inputs, masks)
-        z = torch.randn(len(condition), self.options.latent, generator=generator)
+        shape = (len(condition), self.options.latent)
+        z = torch.zeros(shape) if generator is None else torch.randn(shape, generator=generator)
         return self.decode(z, condition), present
 
     def fill(
@@ -188,9 +193,12 @@ class ModalityCVAE(BeamPredictor):
 
 class FilledInputs(BeamPredictor):
     """A predictor whose missing target input (of `generator`'s modality) is generated first: what a
-    policy runs with `generate`. Draws of z come from its own seeded generator."""
+    policy runs with `generate`. z is the prior's mean unless `sample`, then drawn from its own
+    generator, reseeded at every reset."""
 
-    def __init__(self, predictor: BeamPredictor, generator: ModalityCVAE, seed: int = 0):
+    def __init__(
+        self, predictor: BeamPredictor, generator: ModalityCVAE, sample: bool = False, seed: int = 0
+    ):
         super().__init__(predictor.options, predictor.context)
         target = generator.target
         if target not in predictor.inputs:
@@ -204,14 +212,15 @@ class FilledInputs(BeamPredictor):
         self.kind = predictor.kind
         self.predictor, self.generator = predictor, generator
         self.seed = seed
-        self.noise = torch.Generator().manual_seed(seed)
+        self.noise = torch.Generator().manual_seed(seed) if sample else None
 
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.predictor.inputs
 
     def reseed(self) -> None:
-        self.noise.manual_seed(self.seed)
+        if self.noise is not None:
+            self.noise.manual_seed(self.seed)
 
     def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
         return self.predictor(*self.generator.fill(inputs, masks, only_missing=True, generator=self.noise))
