@@ -109,6 +109,12 @@ class ModalityCVAE(BeamPredictor):
             nn.ReLU(),
             nn.Conv2d(w, channels, 3, 1, 1),
         )
+        # The decoder adds its output to a mean map, set to the first training batch's mean (as
+        # ActNorm initialises from data) and trained on: it then learns what the condition adds.
+        self.mean_map = nn.Parameter(torch.zeros(channels, height, width))
+        nn.init.zeros_(self.decoder[-1].weight)  # the residual starts at 0: the mean map exactly
+        nn.init.zeros_(self.decoder[-1].bias)
+        self.register_buffer("mean_set", torch.tensor(False))
         self.last_terms: dict[str, float] = {}
 
     def _frames(self, inputs: Tensors, masks: Tensors, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +138,7 @@ class ModalityCVAE(BeamPredictor):
         y = self.decoder(h)
         if tuple(y.shape[-2:]) != self.shape[1:]:
             y = F.interpolate(y, size=self.shape[1:], mode="bilinear", align_corners=False)
-        return y
+        return y + self.mean_map
 
     def encode(self, y: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.cat([self.encoder(y), condition], 1)
@@ -147,11 +153,15 @@ class ModalityCVAE(BeamPredictor):
         if not rows.any():
             return (self.mu.weight.sum() * 0.0) + 0.0
         y, condition = y[rows], condition[rows]
+        if not self.mean_set:
+            with torch.no_grad():
+                self.mean_map.copy_(y.mean(0))
+                self.mean_set.fill_(True)
         mu, log_var = self.encode(y, condition)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
         reconstruction = ((self.decode(z, condition) - y) ** 2).flatten(1).sum(1).mean()
         kl = (-0.5 * (1 + log_var - mu**2 - log_var.exp()).sum(1)).mean()
-        self.last_terms = {"reconstruction": float(reconstruction), "kl": float(kl)}
+        self.last_terms = {"reconstruction": float(reconstruction.detach()), "kl": float(kl.detach())}
         return (reconstruction + self.options.beta * kl) / y[0].numel()
 
     def generate(
