@@ -59,7 +59,15 @@ def test_options_are_checked_in_one_line() -> None:
 
 @pytest.fixture(scope="module")
 def trained_cvae(tiny_store: Path, trained_beamtransfuser: Path, tmp_path_factory: pytest.TempPathFactory):
-    base = {"model": "cvae", "epochs": 3, "seed": 0, "lr": 3e-3}
+    base = {
+        "model": "cvae",
+        "epochs": 4,
+        "seed": 0,
+        "lr": 3e-3,
+        "batch_size": 8,
+        "patience": 10,
+        "keep": "last",
+    }
     settings = generator_settings(base, trained_beamtransfuser, "radar")
     folders = []
     for name in ("a", "b"):
