@@ -205,8 +205,6 @@ class LearnedPolicy(Policy):
                     f"{generator.path}: a {generator.kind} checkpoint; {key}.generate takes a cvae one "
                     "(python -m learners.train model=cvae)"
                 )
-        elif self.variant == "generated":
-            raise ConfigError(f"{key}.generate: missing; policy {self.name} needs a cvae checkpoint folder")
         if self.options.checkpoint:
             checkpoint = load_checkpoint(self.options.checkpoint)
             if self.kind and checkpoint.kind != self.kind:
@@ -221,8 +219,6 @@ class LearnedPolicy(Policy):
             model = checkpoint.model
         elif generator is not None:
             model = generator.model.predictor
-        elif self.variant == "pruned":
-            raise ConfigError(f"{key}.checkpoint: missing; policy {self.name} needs a pruned checkpoint")
         else:
             model = None
         if model is not None:
@@ -266,6 +262,13 @@ class LearnedPolicy(Policy):
         self._all = np.arange(context.num_beams)
 
     def _build_untrained(self, context: TwinContext) -> None:
+        key = f"evaluation.policy_options.{self.name}"
+        if self.variant == "generated":
+            raise ConfigError(f"{key}.generate: missing; policy {self.name} needs a cvae checkpoint folder")
+        if self.variant == "pruned":
+            raise ConfigError(
+                f"{key}.checkpoint: missing; policy {self.name} needs a pruned checkpoint (learners.compress)"
+            )
         if not self.kind or model_class(self.kind).needs_training:
             model = self.kind or "..."
             raise ConfigError(

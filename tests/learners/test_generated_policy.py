@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,6 +17,7 @@ from learners.policy import LearnedOptions, policy_class
 from learners.train import fit, generator_settings
 from tests.conftest import REPO
 from twin.errors import ConfigError
+from twin.loop.drives import load_drives
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +52,14 @@ def test_generate_option_fills_only_the_missing_frames(generator: Path, trained_
     assert variant.name == "beamtransfuser_generated" and isinstance(variant.model, FilledInputs)
 
 
-def test_bad_options_fail_in_one_line(trained_beamtransfuser: Path, tmp_path: Path) -> None:
-    with pytest.raises(
-        ConfigError, match=r"^evaluation\.policy_options\.beamtransfuser_generated\.generate: missing"
-    ):
-        policy_class("beamtransfuser", "generated")(LearnedOptions())
+def test_bad_options_fail_in_one_line(trained_beamtransfuser: Path, tiny_store: Path, tmp_path: Path) -> None:
+    context = load_drives(tiny_store).context
+    rng = np.random.default_rng(0)
+    missing = r"^evaluation\.policy_options\.beamtransfuser_generated\.generate: missing"
+    with pytest.raises(ConfigError, match=missing):  # at reset: the name alone is a valid policy
+        policy_class("beamtransfuser", "generated")(LearnedOptions()).reset(context, rng)
+    with pytest.raises(ConfigError, match=r"\.beamtransfuser_pruned\.checkpoint: missing"):
+        policy_class("beamtransfuser", "pruned")(LearnedOptions()).reset(context, rng)
     with pytest.raises(CheckpointError, match=r": a beamtransfuser checkpoint; .*generate takes a cvae one"):
         policy_class("beamtransfuser")(LearnedOptions(generate=str(trained_beamtransfuser)))
     with pytest.raises(CheckpointError, match=r": not a pruned checkpoint \(python -m learners.compress"):
