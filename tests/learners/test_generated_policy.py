@@ -3,6 +3,7 @@ policy options, the registered variants and the main job on a tiny store."""
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -85,4 +86,8 @@ def test_main_job_compares_masked_and_generated_under_radar_dropout(
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "beamtransfuser_generated" in result.stdout and "radar" in result.stdout
+    with open(tmp_path / "run" / "results.csv") as f:
+        rows = {(r["policy"], r["condition"]): r for r in csv.DictReader(f)}
+    for policy in ("beamtransfuser", "beamtransfuser_generated"):
+        assert 0 <= float(rows[(policy, "radar dropout 1")]["dba"]) <= 1
+        assert (policy, "clean") in rows
