@@ -90,7 +90,9 @@ def describe(results: dict[str, list[dict[str, Any]]], target: str) -> str:
         lines.append(f"{names[how]:22}" + "".join(f"{c:>16}" for c in cells))
     full, masked = results["full"][0]["dba"], results["masked"][0]["dba"]
     generated = float(np.mean([r["dba"] for r in results["generated"]]))
-    if full - masked > 1e-9:
+    if full - masked < 0.01:
+        lines.append(f"masking {target} costs {full - masked:.3f} DBA: too little for a recovered share")
+    else:
         lines.append(
             f"recovered {(generated - masked) / (full - masked):.0%} of the DBA lost when {target} is masked"
         )
