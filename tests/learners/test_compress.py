@@ -148,6 +148,6 @@ def test_command_line_prints_both_models(trained: Path, tmp_path: Path) -> None:
     bad = subprocess.run([*command[:4], "ratio=1.5"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: compress.ratio = 1.5: expected a fraction in (0, 1]")
-    missing = subprocess.run([*command[:2], f"checkpoint={tmp_path / 'none'}", "ratio=0.5"],
+    missing = subprocess.run([*command[:3], f"checkpoint={tmp_path / 'none'}", "ratio=0.5"],
                              capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
