@@ -4,7 +4,10 @@
   per-modality masks; camera, radar, LiDAR, GPS and RSRP preprocessing;
 - `learners.models`: the BeamPredictor interface and registry (`learners.models.registry`),
   `learners.models.baselines` (beam-history GRU, Transformer and autoregressive model, GPS Kalman
-  filter, position MLP) and `learners.models.beamtransfuser`;
+  filter, position MLP), `learners.models.beamtransfuser` and `learners.models.cvae` (a generator
+  of a missing radar or LiDAR input);
+- `learners.pruning`, `learners.compress`: splitting-and-pruning of BeamTransFuser's fusion blocks
+  (`python -m learners.compress`); `learners.generation_study`: missing versus generated inputs;
 - `learners.train`: training (`python -m learners.train`, or `train()` / `train_or_load()`);
   `learners.checkpoint`: safetensors + JSON checkpoints;
 - `learners.policy`: a checkpoint as a `twin.loop.policies.Policy` (`load_policy`, registered names);

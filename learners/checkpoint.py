@@ -166,6 +166,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    tensors = type(model).convert_state(tensors)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

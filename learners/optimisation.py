@@ -66,6 +66,11 @@ class Optimisation:
         self.samples, self.seconds = 0, 0.0  # throughput of the optimisation steps alone
 
     def _focal(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The model's own objective where it has one (e.g. the CVAE's ELBO), else the focal loss."""
+        own = getattr(self.model, "training_loss", None)
+        loss = own(batch) if own is not None else None
+        if loss is not None:
+            return loss
         c = self.config
         logits = self.model(batch["inputs"], batch["masks"])
         return focal_loss(logits, batch["target"], batch["target_mask"], c.focal_gamma, c.label_sigma_beams)

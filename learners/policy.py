@@ -11,7 +11,15 @@ all of them; one drive is a batch of one.
 Options (evaluation.policy_options.<name>): `checkpoint` (a folder written by learners.train),
 `probe` (measure the top-`probe` predicted beams and serve the strongest: beam refinement at the
 price of `probe` measurement slots per frame; 0: trust the prediction), `initial_sweep` (a model
-that reads only the RF history sweeps every beam while it has no feedback yet, as initial access).
+that reads only the RF history sweeps every beam while it has no feedback yet, as initial access),
+`generate` (a CVAE checkpoint, learners.models.cvae: the frames in which its modality is missing are
+generated from the others instead of entering masked; without `checkpoint`, the policy runs the
+BeamTransFuser frozen inside the CVAE checkpoint; z is the prior's mean, or with `sample` drawn from
+N(0, I), seeded at every reset).
+
+Besides every model name, `beamtransfuser_pruned` (a `checkpoint` written by learners.compress) and
+`beamtransfuser_generated` (with `generate`) are registered, so one closed loop compares the full, the
+pruned and the generating BeamTransFuser under the same sensor dropout.
 
 Every model name (beamtransfuser, gru, transformer, ar, kalman, mlp) is registered as a policy name
 on import of this module; `kalman` needs no checkpoint (it is built from the store's deployment).
@@ -32,6 +40,7 @@ import torch
 
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config
 from learners.data import RF_INPUT
+from learners.models.cvae import FilledInputs
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_class
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
 from twin.errors import ConfigError
@@ -42,6 +51,7 @@ from twin.store.deployment import read_deployment
 from twin.validation import between, spec
 
 _PARENT_PID = os.getpid()
+VARIANTS = ("pruned", "generated")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ class LearnedOptions:
     checkpoint: str = spec("")
     probe: int = spec(0, check=between(0, 4096))
     initial_sweep: bool = spec(True)
+    generate: str = spec("")  # CVAE checkpoint filling a missing radar or LiDAR input
+    sample: bool = spec(False)  # with generate: z ~ N(0, I) (seeded per reset) instead of the prior's mean
 
 
 @contextlib.contextmanager
@@ -178,11 +190,21 @@ class LearnedPolicy(Policy):
 
     name = "learned"
     kind = ""  # the model kind a registered name insists on ("" for load_policy: any)
+    variant = ""  # "pruned": needs a pruned checkpoint; "generated": needs `generate`
 
     def __init__(self, options: LearnedOptions | None = None):
         self.options = options or LearnedOptions()
         self.model: BeamPredictor | None = None
         self.preprocessor: Preprocessor | None = None
+        key = f"evaluation.policy_options.{self.name}"
+        generator = None
+        if self.options.generate:
+            generator = load_checkpoint(self.options.generate)
+            if generator.kind != "cvae":
+                raise CheckpointError(
+                    f"{generator.path}: a {generator.kind} checkpoint; {key}.generate takes a cvae one "
+                    "(python -m learners.train model=cvae)"
+                )
         if self.options.checkpoint:
             checkpoint = load_checkpoint(self.options.checkpoint)
             if self.kind and checkpoint.kind != self.kind:
@@ -190,7 +212,19 @@ class LearnedPolicy(Policy):
                     f"{checkpoint.path}: a {checkpoint.kind} checkpoint, but policy {self.name!r} runs "
                     f"{self.kind} models"
                 )
-            self.use(checkpoint.model)
+            if self.variant == "pruned" and not getattr(checkpoint.model, "pruned", False):
+                raise CheckpointError(
+                    f"{checkpoint.path}: not a pruned checkpoint (python -m learners.compress writes one)"
+                )
+            model = checkpoint.model
+        elif generator is not None:
+            model = generator.model.predictor
+        else:
+            model = None
+        if model is not None:
+            if generator is not None:
+                model = FilledInputs(model, generator.model, sample=self.options.sample)
+            self.use(model)
         elif self.kind and not model_class(self.kind).needs_training:
             # Known before reset (evaluators ask what a policy reads first): the default inputs.
             self.modalities = frozenset({input_source("gps", PreprocessConfig())})
@@ -219,6 +253,8 @@ class LearnedPolicy(Policy):
                 f"policy {self.name}: the model predicts {model.context.num_beams} beams, "
                 f"the store {context.path} has {context.num_beams}"
             )
+        if isinstance(model, FilledInputs):
+            model.reseed()  # the same draws of z in every evaluation condition
         self.windows = [
             HistoryWindow(model, self.preprocessor, context.noise_power_dbm, self.memo) for _ in rngs
         ]
@@ -226,6 +262,13 @@ class LearnedPolicy(Policy):
         self._all = np.arange(context.num_beams)
 
     def _build_untrained(self, context: TwinContext) -> None:
+        key = f"evaluation.policy_options.{self.name}"
+        if self.variant == "generated":
+            raise ConfigError(f"{key}.generate: missing; policy {self.name} needs a cvae checkpoint folder")
+        if self.variant == "pruned":
+            raise ConfigError(
+                f"{key}.checkpoint: missing; policy {self.name} needs a pruned checkpoint (learners.compress)"
+            )
         if not self.kind or model_class(self.kind).needs_training:
             model = self.kind or "..."
             raise ConfigError(
@@ -270,9 +313,10 @@ def _ranked(values: np.ndarray, beams: np.ndarray) -> np.ndarray:
     return beams[np.argsort(-values, kind="stable")[:3]]
 
 
-def policy_class(kind: str) -> type[LearnedPolicy]:
-    """The policy class registered for a model kind (its `name` is the kind)."""
-    return type(f"Learned_{kind}", (LearnedPolicy,), {"name": kind, "kind": kind})
+def policy_class(kind: str, variant: str = "") -> type[LearnedPolicy]:
+    """The policy class registered for a model kind (its `name` is the kind[_variant])."""
+    name = f"{kind}_{variant}" if variant else kind
+    return type(f"Learned_{name}", (LearnedPolicy,), {"name": name, "kind": kind, "variant": variant})
 
 
 def load_policy(checkpoint: str | Path, probe: int = 0, initial_sweep: bool = True) -> LearnedPolicy:
@@ -288,6 +332,11 @@ def register_learned_policies() -> list[str]:
         if kind not in POLICIES or getattr(POLICIES[kind].factory, "kind", None) != kind:
             register_policy(kind, policy_class(kind), LearnedOptions)
         names.append(kind)
+    for variant in VARIANTS:
+        name = f"beamtransfuser_{variant}"
+        if name not in POLICIES or getattr(POLICIES[name].factory, "variant", None) != variant:
+            register_policy(name, policy_class("beamtransfuser", variant), LearnedOptions)
+        names.append(name)
     return names
 
 

@@ -118,10 +118,17 @@ def seed_everything(seed: int) -> None:
 
 
 def _init_from(model: nn.Module, path: str) -> int:
-    """Copy every tensor of another checkpoint whose name and shape match; returns how many."""
+    """Copy every tensor of another checkpoint whose name (or, for a model holding another one, the
+    name under the model's `init_prefix`) and shape match; returns how many."""
     source = load_checkpoint(path).model.state_dict()
     own = model.state_dict()
-    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    prefix = getattr(model, "init_prefix", "")
+    matched = {}
+    for k, v in source.items():
+        for name in (k, prefix + k):
+            if name in own and own[name].shape == v.shape:
+                matched[name] = v
+                break
     model.load_state_dict(matched, strict=False)
     return len(matched)
 
@@ -377,16 +384,44 @@ def _config_from_hydra(cfg: Any) -> TrainConfig:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     train_section = OmegaConf.to_container(cfg.train, resolve=True)
     options = {k: v for k, v in (model.get("options") or {}).items() if v is not None}  # null: default
-    return train_config(
-        {
-            **train_section,
-            "model": model.get("name"),
-            "options": options,
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
-            "preprocess": OmegaConf.to_container(cfg.preprocess, resolve=True) or {},
-        },
-        command_line=True,
-    )
+    settings = {
+        **train_section,
+        "model": model.get("name"),
+        "options": options,
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "preprocess": OmegaConf.to_container(cfg.preprocess, resolve=True) or {},
+    }
+    if settings["model"] == "cvae":
+        settings = generator_settings(settings, cfg.get("predictor"), cfg.get("target"))
+    elif cfg.get("predictor") or cfg.get("target"):
+        raise ConfigError(f"target, predictor: only for model=cvae, not model={settings['model']}")
+    return train_config(settings, command_line=True)
+
+
+def generator_settings(
+    settings: dict[str, Any], predictor: str | Path | None, target: str | None
+) -> dict[str, Any]:
+    """Training settings of a CVAE that fills `target` for the BeamTransFuser checkpoint `predictor`:
+    its options, preprocessing and data window, its weights (frozen), no modality dropout."""
+    if not predictor:
+        raise ConfigError("predictor: missing; model=cvae needs predictor=<beamtransfuser checkpoint folder>")
+    meta = read_config(predictor)
+    if meta["model"] != "beamtransfuser":
+        raise CheckpointError(
+            f"{predictor}: a {meta['model']} checkpoint; model=cvae fills beamtransfuser inputs"
+        )
+    options = {**settings.get("options", {}), "predictor_options": meta["options"]}
+    if target:
+        options["target"] = target
+    return {
+        **settings,
+        "options": options,
+        "preprocess": meta["preprocess"],
+        "data": meta["data"],
+        "init_from": str(predictor),
+        "freeze": ["predictor"],
+        "modality_dropout": 0.0,
+    }
 
 
 def _describe(result: TrainResult, config: TrainConfig) -> str:

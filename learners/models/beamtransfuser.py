@@ -95,6 +95,10 @@ class BeamTransFuserOptions:
     head: tuple[int, ...] = spec((64, 32), check=each_between(1, 8192))
     gps_hidden: int = spec(32, check=between(1, 8192))
     dropout: float = spec(0.1, check=between(0, 0.9))
+    # Pruned widths (learners.compress), per fusion block; empty: unpruned.
+    embed_widths: tuple[int, ...] = spec((), check=each_between(1, 4096))  # residual channels
+    head_dims: tuple[tuple[int, ...], ...] = spec(())  # per layer: q/k/v dimensions of every head
+    ffn_widths: tuple[tuple[int, ...], ...] = spec(())  # per layer: FFN neurons
 
     def validate(self, prefix: str) -> None:
         for i, width in enumerate(self.channels):
@@ -102,6 +106,27 @@ class BeamTransFuserOptions:
                 raise ConfigError(
                     f"{prefix}.channels[{i}] = {width}: expected a multiple of heads ({self.heads})"
                 )
+        limits = {
+            "embed_widths": lambda s: self.channels[s],
+            "head_dims": lambda s: self.channels[s] // self.heads,
+            "ffn_widths": lambda s: self.channels[s] * self.ffn_ratio,
+        }
+        for key, limit in limits.items():
+            value = getattr(self, key)
+            if not value:
+                continue
+            if len(value) != STAGES:
+                raise ConfigError(f"{prefix}.{key} = {list(value)}: expected one entry per fusion block (4)")
+            for s, entry in enumerate(value):
+                per_layer = (entry,) if key == "embed_widths" else entry
+                if key != "embed_widths" and len(per_layer) != self.layers:
+                    raise ConfigError(
+                        f"{prefix}.{key}[{s}] = {list(per_layer)}: expected one per layer ({self.layers})"
+                    )
+                if not all(1 <= w <= limit(s) for w in per_layer):
+                    raise ConfigError(
+                        f"{prefix}.{key}[{s}] = {entry}: expected widths between 1 and {limit(s)}"
+                    )
 
 
 class BasicBlock(nn.Module):
@@ -150,8 +175,108 @@ class ImageBranch(nn.Module):
         return self.stages[index](x)
 
 
+def masked_layer_norm(norm: nn.LayerNorm, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """LayerNorm over the channels `mask` keeps (the others come out as zeros): what the same norm
+    computes once the masked channels are cut away."""
+    if mask is None:
+        return norm(x)
+    m = mask.to(x.dtype)
+    count = m.sum()
+    mean = (x * m).sum(-1, keepdim=True) / count
+    var = (((x - mean) * m) ** 2).sum(-1, keepdim=True) / count
+    return ((x - mean) * torch.rsqrt(var + norm.eps) * norm.weight + norm.bias) * m
+
+
+class PrunableAttention(nn.Module):
+    """Multi-head self-attention with separate query, key, value and output projections, so each
+    can be cut: `heads` heads of `head_dim` query/key/value dimensions on a `width`-channel stream.
+    The scale stays the unpruned head size's (`scale_dim`), so a cut dimension changes nothing else."""
+
+    def __init__(self, width: int, heads: int, head_dim: int, scale_dim: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.scale = scale_dim**-0.5
+        self.dropout = dropout
+        inner = heads * head_dim
+        self.q_proj = nn.Linear(width, inner)
+        self.k_proj = nn.Linear(width, inner)
+        self.v_proj = nn.Linear(width, inner)
+        self.out_proj = nn.Linear(inner, width)
+        self.head_mask: torch.Tensor | None = None  # (heads·head_dim,) for importance scoring
+
+    def forward(self, x: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.head_mask is not None:
+            m = self.head_mask.to(x.dtype)
+            q, k, v = q * m, k * m, v * m
+        q, k, v = (t.view(batch, length, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        attend = ~ignore[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attend, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1))
+
+
+class PrunableEncoderLayer(nn.Module):
+    """A pre-norm transformer encoder layer (as torch's with norm_first=True and ReLU) whose residual
+    width, per-head query/key/value dimensions and FFN neurons can each be pruned."""
+
+    def __init__(self, width: int, heads: int, head_dim: int, ffn: int, scale_dim: int, dropout: float):
+        super().__init__()
+        self.self_attn = PrunableAttention(width, heads, head_dim, scale_dim, dropout)
+        self.norm1 = nn.LayerNorm(width)
+        self.norm2 = nn.LayerNorm(width)
+        self.linear1 = nn.Linear(width, ffn)
+        self.linear2 = nn.Linear(ffn, width)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.ffn_mask: torch.Tensor | None = None  # (ffn,) for importance scoring
+
+    def forward(self, x: torch.Tensor, ignore: torch.Tensor, channels: torch.Tensor | None) -> torch.Tensor:
+        attended = self.self_attn(masked_layer_norm(self.norm1, x, channels), ignore)
+        if channels is not None:
+            attended = attended * channels.to(x.dtype)
+        x = x + self.dropout1(attended)
+        hidden = F.relu(self.linear1(masked_layer_norm(self.norm2, x, channels)))
+        if self.ffn_mask is not None:
+            hidden = hidden * self.ffn_mask.to(x.dtype)
+        out = self.linear2(self.dropout(hidden))
+        if channels is not None:
+            out = out * channels.to(x.dtype)
+        return x + self.dropout2(out)
+
+
+class PrunableEncoder(nn.Module):
+    def __init__(self, layers: list[PrunableEncoderLayer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, ignore: torch.Tensor, channels: torch.Tensor | None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, ignore, channels)
+        return x
+
+
+@dataclass(frozen=True)
+class BlockWidths:
+    """The widths of one fusion block: residual channels, per-head q/k/v dimensions and FFN neurons
+    per layer. Unpruned: the stage's channels, channels / heads and channels × ffn_ratio."""
+
+    embed: int
+    head_dims: tuple[int, ...]
+    ffn: tuple[int, ...]
+
+
 class FusionBlock(nn.Module):
-    """Shared self-attention over the concatenated tokens of every modality and frame."""
+    """Shared self-attention over the concatenated tokens of every modality and frame.
+
+    Pruned (`widths.embed` < dim), the block runs on the residual channels in the buffer `keep`
+    (sorted indices into dim): tokens are those channels of the projected cells, and the fused result
+    goes back into the same channels (the others get no residual), so the branches' shapes never
+    change. `channel_mask` (dim,) is the reference path importance scoring uses: the same block with
+    the masked channels computed as if cut."""
 
     def __init__(
         self,
@@ -161,21 +286,47 @@ class FusionBlock(nn.Module):
         frames: int,
         gps: bool,
         options: BeamTransFuserOptions,
+        widths: BlockWidths | None = None,
     ):
         super().__init__()
+        self.dim = dim
         self.grids = grids
+        heads = options.heads
+        widths = widths or default_widths(dim, options)
+        self.widths = widths
         self.to_tokens = nn.ModuleDict(
             {m: nn.Identity() if c == dim else nn.Linear(c, dim) for m, c in channels.items()}
         )
         self.from_tokens = nn.ModuleDict(
             {m: nn.Identity() if c == dim else nn.Linear(dim, c) for m, c in channels.items()}
         )
+        width = widths.embed
+        if width < dim:
+            self.register_buffer("keep", torch.arange(width))
+        else:
+            self.keep = None
         count = sum(frames * g[0] * g[1] for g in grids.values()) + int(gps)
-        self.position = nn.Parameter(torch.randn(1, count, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, options.heads, dim * options.ffn_ratio, options.dropout, batch_first=True, norm_first=True
+        self.position = nn.Parameter(torch.randn(1, count, width) * 0.02)
+        self.encoder = PrunableEncoder(
+            [
+                PrunableEncoderLayer(width, heads, head_dim, ffn, dim // heads, options.dropout)
+                for head_dim, ffn in zip(widths.head_dims, widths.ffn)
+            ]
         )
-        self.encoder = nn.TransformerEncoder(layer, options.layers, enable_nested_tensor=False)
+        self.channel_mask: torch.Tensor | None = None
+
+    def _select(self, x: torch.Tensor) -> torch.Tensor:
+        if self.keep is not None:
+            return x.index_select(-1, self.keep)
+        if self.channel_mask is not None:
+            return x * self.channel_mask.to(x.dtype)
+        return x
+
+    def _restore(self, x: torch.Tensor) -> torch.Tensor:
+        if self.keep is None:
+            return x
+        out = x.new_zeros(*x.shape[:-1], self.dim)
+        return out.index_copy(-1, self.keep, x)
 
     def forward(
         self,
@@ -191,18 +342,21 @@ class FusionBlock(nn.Module):
             gh, gw = self.grids[m]
             pooled = F.adaptive_avg_pool2d(x.flatten(0, 1), (gh, gw))  # (B·frames, C, gh, gw)
             cells = pooled.view(batch, frames, c, gh * gw).permute(0, 1, 3, 2).reshape(batch, -1, c)
-            tokens.append(self.to_tokens[m](cells))
+            tokens.append(self._select(self.to_tokens[m](cells)))
             ignore.append((~masks[m]).repeat_interleave(gh * gw, dim=1))
             sizes.append(cells.shape[1])
         if gps is not None:
-            tokens.append(gps.unsqueeze(1))
+            tokens.append(self._select(gps).unsqueeze(1))
             ignore.append(~gps_mask.unsqueeze(1))
             sizes.append(1)
-        sequence = torch.cat(tokens, 1) + self.position
+        position = self.position
+        if self.channel_mask is not None:
+            position = position * self.channel_mask.to(position.dtype)
+        sequence = torch.cat(tokens, 1) + position
         ignore_all = torch.cat(ignore, 1)
         ignore_all = ignore_all & ~ignore_all.all(1, keepdim=True)  # nothing present: attend to all
-        fused = self.encoder(sequence, src_key_padding_mask=ignore_all)
-        parts = fused.split(sizes, 1)
+        fused = self.encoder(sequence, ignore_all, self.channel_mask)
+        parts = [self._restore(p) for p in fused.split(sizes, 1)]
         out = {}
         for (m, x), part in zip(maps.items(), parts):
             batch, frames, c, h, w = x.shape
@@ -212,6 +366,43 @@ class FusionBlock(nn.Module):
             out[m] = x + delta.view(batch, frames, c, h, w)
         new_gps = gps + parts[-1][:, 0] if gps is not None else None
         return out, new_gps
+
+
+def default_widths(dim: int, options: BeamTransFuserOptions) -> BlockWidths:
+    layers = options.layers
+    return BlockWidths(dim, (dim // options.heads,) * layers, (dim * options.ffn_ratio,) * layers)
+
+
+def block_widths(options: BeamTransFuserOptions) -> list[BlockWidths]:
+    """Every fusion block's widths: the pruned ones the options record, else the unpruned."""
+    out = []
+    for s, dim in enumerate(options.channels):
+        full = default_widths(dim, options)
+        out.append(
+            BlockWidths(
+                options.embed_widths[s] if options.embed_widths else full.embed,
+                options.head_dims[s] if options.head_dims else full.head_dims,
+                options.ffn_widths[s] if options.ffn_widths else full.ffn,
+            )
+        )
+    return out
+
+
+def convert_legacy_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Tensors saved with torch's TransformerEncoderLayer (one packed in_proj) in the layout of
+    PrunableAttention (separate q/k/v projections): the same numbers, split."""
+    out = {}
+    for name, tensor in tensors.items():
+        for kind in ("weight", "bias"):
+            suffix = f".self_attn.in_proj_{kind}"
+            if name.endswith(suffix):
+                stem = name[: -len(suffix)] + ".self_attn."
+                for proj, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, 0)):
+                    out[f"{stem}{proj}.{kind}"] = part.contiguous()
+                break
+        else:
+            out[name] = tensor
+    return out
 
 
 @register_model
@@ -263,6 +454,7 @@ class BeamTransFuser(BeamPredictor):
                 [nn.Sequential(nn.Linear(channels[i - 1], channels[i]), nn.ReLU()) for i in range(1, STAGES)]
             )
         sizes = self._map_sizes(context)
+        widths = block_widths(options)
         self.fusion = nn.ModuleList(
             [
                 FusionBlock(
@@ -275,6 +467,7 @@ class BeamTransFuser(BeamPredictor):
                     self.frames,
                     self.use_gps,
                     options,
+                    widths[s],
                 )
                 for s in range(STAGES)
             ]
@@ -287,6 +480,14 @@ class BeamTransFuser(BeamPredictor):
             width = hidden
         layers.append(nn.Linear(width, context.future * context.num_beams))
         self.head = nn.Sequential(*layers)
+
+    @property
+    def pruned(self) -> bool:
+        return bool(self.options.embed_widths or self.options.head_dims or self.options.ffn_widths)
+
+    @classmethod
+    def convert_state(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return convert_legacy_state(tensors)
 
     def _map_sizes(self, context: ModelContext) -> dict[str, list[tuple[int, int]]]:
         """Feature-map size after each stage, per image branch (from a dry run on one frame)."""

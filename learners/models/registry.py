@@ -71,6 +71,15 @@ class BeamPredictor(nn.Module):
         """Preprocessing settings this configuration expects unless the user overrides them."""
         return {}
 
+    @classmethod
+    def convert_state(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors of an older checkpoint layout in this model's current one (default: as they are)."""
+        return tensors
+
+    def training_loss(self, batch: dict[str, Any]) -> torch.Tensor | None:
+        """A model's own training objective on a batch; None: the focal loss on its logits."""
+        return None
+
     @property
     def inputs(self) -> tuple[str, ...]:
         return self.inputs_of(self.options)

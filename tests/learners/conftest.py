@@ -55,3 +55,13 @@ def synthetic_frames(frames: int = 6, beams: int = 8, drives: int = 2) -> FrameS
     return FrameSet(
         "synthetic", deployment, out, ("camera", "gps", "beams"), {"camera": (3, 2, 2), "gps": (4,)}
     )
+
+
+@pytest.fixture(scope="session")
+def trained_beamtransfuser(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BeamTransFuser trained for two epochs on the tiny store (for compression and generation)."""
+    from learners.train import fit
+
+    folder = tmp_path_factory.mktemp("btf") / "beamtransfuser"
+    fit(tiny_store, {"model": "beamtransfuser", "epochs": 2, "seed": 0}, folder, progress=False)
+    return folder

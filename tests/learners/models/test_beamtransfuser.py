@@ -134,3 +134,39 @@ def test_soft_beam_targets_peak_at_the_beam_and_sum_to_one() -> None:
     np.testing.assert_allclose(q.sum(-1), [1.0, 1.0], rtol=1e-6)
     assert q[0].argmax() == 10 and q[0, 9] == pytest.approx(float(q[0, 11]))
     assert q[0, 10] / q[0, 12] == pytest.approx(np.exp(0.5), rel=1e-5)  # Gaussian, sigma 2 beams
+
+
+def test_attention_matches_torchs_encoder_layer_and_old_checkpoints_convert(tmp_path) -> None:
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from learners.checkpoint import load_checkpoint, save_checkpoint
+    from learners.data import DataConfig
+    from learners.models.beamtransfuser import PrunableEncoder, PrunableEncoderLayer, convert_legacy_state
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, 0.1, batch_first=True, norm_first=True)
+    reference = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    ours = PrunableEncoder([PrunableEncoderLayer(16, 4, 4, 32, 4, 0.1) for _ in range(2)]).eval()
+    ours.load_state_dict(convert_legacy_state(reference.state_dict()))
+    x, ignore = torch.randn(3, 7, 16), torch.zeros(3, 7, dtype=torch.bool)
+    ignore[0, 2:] = True
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, ignore, None), reference(x, src_key_padding_mask=ignore))
+    # A checkpoint in the packed layout (q, k, v in one in_proj) loads into the separate projections.
+    model = build_model("beamtransfuser", {}, context()).eval()
+    folder = save_checkpoint(tmp_path / "old", model, DataConfig(), {})
+    packed = {}
+    for name, tensor in model.state_dict().items():
+        for kind in ("weight", "bias"):
+            if name.endswith(f"self_attn.q_proj.{kind}"):
+                stem = name[: -len(f"q_proj.{kind}")]
+                parts = [model.state_dict()[f"{stem}{p}_proj.{kind}"] for p in "qkv"]
+                packed[f"{stem}in_proj_{kind}"] = torch.cat(parts).contiguous()
+        if not any(f"self_attn.{p}_proj." in name for p in "qkv"):
+            packed[name] = tensor.contiguous()
+    save_file(packed, str(folder / "model.safetensors"))
+    loaded = load_checkpoint(folder).model
+    inputs, masks = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inputs, masks), model(inputs, masks))
