@@ -16,7 +16,12 @@ window: a shared latent z_t^s, a private latent z_t^{p,m} per modality and a rec
 - Training (Remark 2), run by learners.pretrain: Stage I, the unimodal ELBO of every modality on
   unpaired windows (each modality from another window; λ = 0); Stage II, the full loss on aligned
   windows with λ raised by a schedule; then the task head, a 4-layer GELU MLP over the window's
-  concatenated E[z_t^s] and h_t (56–58), trained by learners.train on the frozen representation.
+  concatenated E[z_t^s] and h_t (56–58) and, by default (`head_inputs`), every modality's E[z_t^{p,m}],
+  trained by learners.train on the frozen representation.
+- Against posterior collapse (standard remedies, not in the paper; each an option, measured in the
+  README): a KL warm-up β: 0 → 1 over the first `kl_warmup` of Stage I + II, free bits (each latent
+  dimension's KL floored at `free_bits` nats per frame), a fixed likelihood σ (`decoder_sigma`) so the
+  reconstruction outweighs the KL, and the private means in the head's input.
 - RF sub-model (§IV-A): learnable window w = w₀ ⊙ exp(δ) per axis (separable), learnable near-unitary
   DFTs F = F_DFT + ΔF along samples and chirps, real/imaginary parts as 2·Rx channels, a GroupNorm
   ResNet encoder with 3×3 kernels; the decoder mirrors it with PixelShuffle, a learnable IDFT and
@@ -128,6 +133,11 @@ class VIPoEOptions:
     likelihood_dims: float = spec(256.0, check=at_least(1e-3))  # reconstruction: a modality's weight
     decorrelation_dims: int = spec(64, check=between(1, 4096))  # residual projection for R_dec
     unitary_weight: float = spec(1.0, check=between(0, 1e4))  # keeps the learnable DFTs near-unitary
+    # Against posterior collapse (the KL terms of the ELBO pulling every posterior onto its prior):
+    kl_warmup: float = spec(0.5, check=between(0, 1))  # share of Stage I + II while β rises 0 → 1 (0: β = 1)
+    free_bits: float = spec(0.25, check=between(0, 100))  # KL floor per latent dimension and frame, nats
+    decoder_sigma: float = spec(0.1, check=between(0, 100))  # fixed likelihood σ (0: learned per modality)
+    head_inputs: str = spec("all", check=one_of("shared", "all"))  # all: + private means E[z_t^{p,m}]
 
     def validate(self, prefix: str) -> None:
         if len(self.blocks) != len(self.widths):
@@ -178,6 +188,14 @@ def cross_covariance_penalty(residuals: list[torch.Tensor], present: list[torch.
             cov = a.T @ b / (a.shape[0] - 1)
             total = total + 2 * (cov**2).sum()  # ordered pairs m ≠ n
     return total
+
+
+def gaussian_kl_elements(
+    mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) per dimension (learners.losses.gaussian_kl before its sum)."""
+    ratio = torch.exp(logvar_q - logvar_p)
+    return 0.5 * (ratio + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1 - (logvar_q - logvar_p))
 
 
 def _split(x: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
@@ -366,6 +384,7 @@ class Expert(nn.Module):
         )
         self.private_prior = nn.Linear(dh, 2 * dp) if dp else None
         self.log_scale = nn.Parameter(torch.zeros(()))  # reconstruction: Gaussian likelihood, learned σ
+        self.fixed_sigma = options.decoder_sigma  # > 0: σ fixed there instead (log_scale unused)
         dims = math.prod(shape)
         k = min(options.decorrelation_dims, dims)
         projection = torch.randn(dims, k, generator=torch.Generator().manual_seed(len(name))) / math.sqrt(
@@ -393,7 +412,10 @@ class Expert(nn.Module):
 
     def negative_log_likelihood(self, x: torch.Tensor, mean: torch.Tensor, weight: float) -> torch.Tensor:
         """Per row: Gaussian NLL per dimension with the learned scale, times `weight` dimensions."""
-        log_var = 2 * self.log_scale.clamp(-4, 4)
+        if self.fixed_sigma:
+            log_var = torch.full((), 2 * math.log(self.fixed_sigma), dtype=x.dtype)
+        else:
+            log_var = 2 * self.log_scale.clamp(-4, 4)
         nll = 0.5 * (self.residual(x, mean) ** 2 * torch.exp(-log_var) + log_var + math.log(2 * math.pi))
         return weight * nll.flatten(1).mean(1)
 
@@ -458,7 +480,8 @@ class VIPoE(BeamPredictor):
         self.transition = nn.GRUCell(o.shared_dim, o.state_dim)
         self.reliability = nn.Parameter(torch.full((len(self.names),), math.log(math.e - 1)))  # w = 1
         layers: list[nn.Module] = []
-        width = context.history * (o.shared_dim + o.state_dim)
+        private = o.private_dim * len(self.names) if o.head_inputs == "all" else 0
+        width = context.history * (o.shared_dim + private + o.state_dim)
         for hidden in o.head:
             layers += [nn.Linear(width, hidden), nn.GELU()]
             width = hidden
@@ -484,22 +507,35 @@ class VIPoE(BeamPredictor):
         self, stage: PretrainStage, batch: dict[str, Any], progress: float
     ) -> tuple[torch.Tensor, dict[str, float]]:
         inputs, masks = batch["inputs"], self._masks(batch["masks"])
+        beta = self.kl_weight(stage, progress)
         if stage.windows == "unpaired":  # Stage I: one unimodal ELBO per modality, λ = 0
             total, terms = self.unitary_penalty(), {}
             for m in self.names:
                 seq = self.sequence(inputs, masks, [m], sample=True)
-                loss, parts, _ = self.elbo(seq, inputs)
+                loss, parts, _ = self.elbo(seq, inputs, beta)
                 total = total + loss
                 terms[f"recon {m}"] = parts[f"recon {m}"]
                 terms[f"KL {m}"] = parts["KL shared"] + parts["KL private"]
+            terms["beta"] = beta
             return total, terms
         seq = self.sequence(inputs, masks, self.names, sample=True)
-        loss, terms, means = self.elbo(seq, inputs)
+        loss, terms, means = self.elbo(seq, inputs, beta)
         scale = self.lambda_factor(progress)
         r_enc, r_dec = self.encoder_consistency(seq), self.decoder_decorrelation(seq, inputs, means)
         total = loss + scale * (self.options.lambda_enc * r_enc + self.options.lambda_dec * r_dec)
         terms.update({"R_enc": float(r_enc.detach()), "R_dec": float(r_dec.detach()), "lambda": scale})
+        terms["beta"] = beta
         return total + self.unitary_penalty(), terms
+
+    def kl_weight(self, stage: PretrainStage, progress: float) -> float:
+        """β, the KL terms' weight at `progress` through `stage`: a linear warm-up from 0 to 1 over the
+        first `kl_warmup` share of Stage I + II (by epochs; KL annealing, Bowman et al. 2016)."""
+        o = self.options
+        if o.kl_warmup == 0:
+            return 1.0
+        first, second = o.stage1_epochs, o.stage2_epochs
+        done = first * progress if stage.windows == "unpaired" else first + second * progress
+        return min(done / max(first + second, 1) / o.kl_warmup, 1.0)
 
     def lambda_factor(self, progress: float) -> float:
         """The share of λ_enc, λ_dec applied at `progress` through Stage II (reconstruction)."""
@@ -579,11 +615,19 @@ class VIPoE(BeamPredictor):
         )
 
     def representation(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
-        """(B, H·(shared + state)): the window's E[z_t^s] and h_t, concatenated (56–57)."""
+        """(B, H·(shared [+ private] + state)): the window's E[z_t^s] and h_t, concatenated (56–57);
+        with head_inputs = all, also every modality's E[z_t^{p,m}] (zero where its frame is missing)."""
         masks = self._masks(masks)
         use = [m for m in self.names if m in masks]
         seq = self.sequence(inputs, masks, use, sample=False)
-        return torch.cat([seq.posterior[0], seq.state_after], -1).flatten(1)
+        parts = [seq.posterior[0]]
+        if self.options.head_inputs == "all" and self.options.private_dim:
+            for m in self.names:
+                if m in seq.private:
+                    parts.append(seq.private[m][0] * seq.present[m].unsqueeze(-1).to(seq.shared.dtype))
+                else:
+                    parts.append(seq.shared.new_zeros(*seq.shared.shape[:2], self.options.private_dim))
+        return torch.cat([*parts, seq.state_after], -1).flatten(1)
 
     def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
         logits = self.head(self.representation(inputs, masks))
@@ -600,14 +644,27 @@ class VIPoE(BeamPredictor):
             out[m] = mean.view(*seq.shared.shape[:2], *mean.shape[1:])
         return out
 
+    def kl_term(self, kl: torch.Tensor, frames: int, present: torch.Tensor | None = None) -> torch.Tensor:
+        """The KL as the loss sees it: per latent dimension, summed over the (present) frames and divided
+        by `frames`, each dimension floored at `free_bits` nats (Kingma et al. 2016: below the floor a
+        dimension's KL has no gradient, so the posterior is free to use it). kl: (B, H, D) elementwise."""
+        if present is not None:
+            kl = kl * present.unsqueeze(-1).to(kl.dtype)
+        per_dim = kl.flatten(0, -2).sum(0) / frames
+        if self.options.free_bits:
+            per_dim = per_dim.clamp(min=self.options.free_bits)
+        return per_dim.sum()
+
     def elbo(
-        self, seq: Sequence, inputs: Tensors
+        self, seq: Sequence, inputs: Tensors, beta: float = 1.0
     ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
-        """−ELBO (49) per frame, averaged over the batch and the window; its terms; the decoder means."""
+        """−ELBO (49) per frame, averaged over the batch and the window, its KL terms weighted by β and
+        floored by free bits; its terms (the plain KLs); the decoder means."""
         batch, steps = seq.shared.shape[:2]
         frames = batch * steps
-        kl_shared = gaussian_kl(*seq.posterior, *seq.prior).sum() / frames
-        loss, terms = kl_shared, {"KL shared": float(kl_shared.detach())}
+        kl_elements = gaussian_kl_elements(*seq.posterior, *seq.prior)
+        kl_shared = kl_elements.sum() / frames
+        loss, terms = beta * self.kl_term(kl_elements, frames), {"KL shared": float(kl_shared.detach())}
         means = self.reconstructions(seq)
         kl_private = seq.shared.new_zeros(())
         for m, mean in means.items():
@@ -615,9 +672,12 @@ class VIPoE(BeamPredictor):
             x = inputs[m].flatten(0, 1)
             nll = self.experts[m].negative_log_likelihood(x, mean.flatten(0, 1), self.options.likelihood_dims)
             recon = (nll * present).sum() / frames
-            kl = (gaussian_kl(*seq.private[m], *seq.private_prior[m]).flatten() * present).sum() / frames
+            elements = gaussian_kl_elements(*seq.private[m], *seq.private_prior[m])
+            kl = (elements.sum(-1).flatten() * present).sum() / frames
             kl_private = kl_private + kl
-            loss = loss + recon + kl
+            if elements.shape[-1]:
+                loss = loss + beta * self.kl_term(elements, frames, seq.present[m])
+            loss = loss + recon
             terms[f"recon {m}"] = float(recon.detach())
         terms["KL private"] = float(kl_private.detach())
         return loss, terms, means

@@ -18,7 +18,15 @@ from learners.closed_loop import run_closed_loop
 from learners.data import DataConfig, UnpairedWindowDataset, WindowDataset, load_frames
 from learners.losses import focal_loss, gaussian_kl
 from learners.models.registry import ModelContext, build_model
-from learners.models.vipoe import RFFrontEnd, VIPoE, cross_covariance_penalty, product_of_experts
+from learners.models.vipoe import (
+    STAGE_I,
+    STAGE_II,
+    RFFrontEnd,
+    VIPoE,
+    cross_covariance_penalty,
+    gaussian_kl_elements,
+    product_of_experts,
+)
 from learners.preprocess import preprocess_config
 from learners.train import _freeze, fit, train_config
 from learners.twin_run import learned_run_config, prepare_learned
@@ -149,6 +157,10 @@ def test_shapes_options_and_one_line_errors() -> None:
         ({"widths": [6, 16, 32]}, "train.options.widths[0] = 6: expected a multiple of groups (4)"),
         ({"preset": "huge"}, "model.options.preset = 'huge': expected one of tiny, paper"),
         ({"aligned_fraction": 0}, "train.options.aligned_fraction = 0: expected a value in [0.01, 1]"),
+        ({"kl_warmup": 1.5}, "train.options.kl_warmup = 1.5: expected a value in [0, 1]"),
+        ({"free_bits": -0.1}, "train.options.free_bits = -0.1: expected a value in [0, 100]"),
+        ({"decoder_sigma": -1}, "train.options.decoder_sigma = -1: expected a value in [0, 100]"),
+        ({"head_inputs": "private"}, "train.options.head_inputs = 'private': expected one of"),
     ]:
         with pytest.raises(ConfigError) as error:
             train_config({"model": "vipoe", "options": options})
@@ -161,6 +173,69 @@ def test_shapes_options_and_one_line_errors() -> None:
             noise_power_dbm=-90.0,
         )
         build_model("vipoe", {}, ModelContext(16, 5, 1, SHAPES, deployment, preprocess_config({})))
+
+
+def test_kl_warmup_ramps_beta_over_both_stages() -> None:
+    model = small_model(stage1_epochs=2, stage2_epochs=2, kl_warmup=0.5)
+    beta = model.kl_weight
+    assert beta(STAGE_I, 0.0) == 0.0
+    assert beta(STAGE_I, 0.5) == pytest.approx(0.5)  # a quarter of the pretraining, half the warm-up
+    assert beta(STAGE_I, 1.0) == pytest.approx(1.0) == beta(STAGE_II, 0.0) == beta(STAGE_II, 1.0)
+    model = small_model(stage1_epochs=1, stage2_epochs=3, kl_warmup=1.0)
+    assert [model.kl_weight(STAGE_II, p) for p in (0.0, 1 / 3, 1.0)] == pytest.approx([0.25, 0.5, 1.0])
+    assert small_model(kl_warmup=0).kl_weight(STAGE_I, 0.0) == 1.0
+    inputs, masks = batch(3)  # β = 0: the loss is the reconstruction alone
+    seq = model.sequence(inputs, masks, model.names, sample=False)
+    zero, terms, _ = model.elbo(seq, inputs, beta=0.0)
+    assert float(zero.detach()) == pytest.approx(
+        sum(v for k, v in terms.items() if k.startswith("recon")), rel=1e-5
+    )
+
+
+def test_free_bits_floor_every_latent_dimensions_kl() -> None:
+    model = small_model(free_bits=0.5)
+    kl = torch.zeros(2, 5, 16)
+    kl[..., 0] = 2.0  # one dimension above the floor, fifteen at zero
+    assert float(model.kl_term(kl, 10)) == pytest.approx(2.0 + 15 * 0.5)
+    present = torch.zeros(2, 5, dtype=torch.bool)
+    present[0] = True  # half the frames: dimension 0 averages 1.0
+    assert float(model.kl_term(kl, 10, present)) == pytest.approx(1.0 + 15 * 0.5)
+    assert float(small_model(free_bits=0).kl_term(kl, 10)) == pytest.approx(2.0)
+    below = torch.full((2, 5, 16), 0.1, requires_grad=True)  # below the floor: no gradient
+    model.kl_term(below, 10).backward()
+    assert below.grad is not None and float(below.grad.abs().sum()) == 0.0
+    mu_q, lv_q, mu_p, lv_p = (torch.randn(3, 4) for _ in range(4))
+    assert torch.allclose(
+        gaussian_kl_elements(mu_q, lv_q, mu_p, lv_p).sum(-1), gaussian_kl(mu_q, lv_q, mu_p, lv_p)
+    )
+
+
+def test_a_fixed_decoder_sigma_replaces_the_learned_scale() -> None:
+    model = small_model(decoder_sigma=0.1)
+    x, mean = torch.zeros(2, 4), torch.ones(2, 4)
+    gps = model.experts["gps"]
+    with torch.no_grad():
+        gps.log_scale.fill_(3.0)  # ignored
+    expected = 0.5 * (1 / 0.01 + math.log(0.01) + math.log(2 * math.pi))
+    assert torch.allclose(gps.negative_log_likelihood(x, mean, 1.0), torch.full((2,), expected))
+    learned = small_model(decoder_sigma=0).experts["gps"]  # σ = exp(0) = 1
+    assert torch.allclose(
+        learned.negative_log_likelihood(x, mean, 1.0), torch.full((2,), 0.5 * (1 + math.log(2 * math.pi)))
+    )
+
+
+def test_the_head_reads_the_private_means_with_head_inputs_all() -> None:
+    inputs, masks = batch(2)
+    shared = small_model(head_inputs="shared")
+    full = small_model(head_inputs="all")
+    assert shared.representation(inputs, masks).shape == (2, 5 * (16 + 32))
+    rep = full.representation(inputs, masks)
+    assert rep.shape == (2, 5 * (16 + 4 * 16 + 32))
+    seq = full.sequence(inputs, full._masks(masks), full.names, sample=False)
+    assert torch.allclose(rep.view(2, 5, -1)[..., 16:32], seq.private["radar"][0])
+    dropped = dict(masks, camera=torch.zeros(2, 5, dtype=torch.bool))  # a missing frame reads as zeros
+    assert torch.equal(full.representation(inputs, dropped).view(2, 5, -1)[..., 32:48], torch.zeros(2, 5, 16))
+    assert small_model(head_inputs="all", private_dim=0).representation(inputs, masks).shape == (2, 5 * 48)
 
 
 def test_the_head_fits_a_batch_while_the_frozen_representation_stays_put() -> None:
