@@ -54,7 +54,7 @@ class Optimisation:
 
     def __init__(self, model: nn.Module, config: Any, batches_per_epoch: int, loss: Loss | None = None):
         self.model, self.config = model, config
-        self.loss = loss or self._focal
+        self.loss = loss or self._supervised_loss
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimiser = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=config.weight_decay)
         steps = config.epochs * batches_per_epoch
@@ -65,7 +65,7 @@ class Optimisation:
         self.sensors = [n for n in getattr(model, "inputs", ()) if n != RF_INPUT]
         self.samples, self.seconds = 0, 0.0  # throughput of the optimisation steps alone
 
-    def _focal(self, batch: dict[str, Any]) -> torch.Tensor:
+    def _supervised_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """The model's own objective where it has one (e.g. the CVAE's ELBO), else the focal loss."""
         own = getattr(self.model, "training_loss", None)
         loss = own(batch) if own is not None else None

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learners.models.registry import BeamPredictor, ModelContext, Tensors, register_model
+from learners.models.registry import ModelContext, PresetModel, Tensors, register_model
 from learners.preprocess import GPS_FEATURES
 from twin.errors import ConfigError
 from twin.validation import between, each_between, one_of, spec
@@ -406,26 +406,14 @@ def convert_legacy_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 @register_model
-class BeamTransFuser(BeamPredictor):
+class BeamTransFuser(PresetModel):
     kind = "beamtransfuser"
     Options = BeamTransFuserOptions
     IN_CHANNELS: ClassVar[dict[str, int]] = {"camera": 3, "lidar": 1, "radar": 2}
 
-    @classmethod
-    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """A preset's values under the explicitly given ones."""
-        preset = options.get("preset", "tiny")
-        if preset not in PRESETS:
-            raise ConfigError(f"model.options.preset = {preset!r}: expected one of {', '.join(PRESETS)}")
-        return {**PRESETS[preset], **options}
-
-    @classmethod
-    def preprocess_defaults(cls, options: BeamTransFuserOptions) -> dict[str, Any]:
-        return dict(PREPROCESS_PRESETS[options.preset])
-
-    @classmethod
-    def inputs_of(cls, options: Any) -> tuple[str, ...]:
-        return tuple(m for m in MODALITIES if m in options.modalities)
+    PRESETS = PRESETS
+    PREPROCESS_PRESETS = PREPROCESS_PRESETS
+    MODALITIES = MODALITIES
 
     def __init__(self, options: BeamTransFuserOptions, context: ModelContext):
         super().__init__(options, context)

@@ -115,6 +115,31 @@ class BeamPredictor(nn.Module):
 MODELS: dict[str, type[BeamPredictor]] = {}
 
 
+class PresetModel(BeamPredictor):
+    """A predictor whose options start from a named preset (`options.preset`, default `tiny`), with
+    preprocessing defaults per preset and inputs chosen from `options.modalities`."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    PREPROCESS_PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    MODALITIES: ClassVar[tuple[str, ...]] = ()  # in the order the model reads them
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """A preset's values under the explicitly given ones."""
+        preset = options.get("preset", "tiny")
+        if preset not in cls.PRESETS:
+            raise ConfigError(f"model.options.preset = {preset!r}: expected one of {', '.join(cls.PRESETS)}")
+        return {**cls.PRESETS[preset], **options}
+
+    @classmethod
+    def preprocess_defaults(cls, options: Any) -> dict[str, Any]:
+        return dict(cls.PREPROCESS_PRESETS[options.preset])
+
+    @classmethod
+    def inputs_of(cls, options: Any) -> tuple[str, ...]:
+        return tuple(m for m in cls.MODALITIES if m in options.modalities)
+
+
 def register_model(cls: type[BeamPredictor]) -> type[BeamPredictor]:
     MODELS[cls.kind] = cls
     return cls

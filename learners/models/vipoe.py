@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from learners.losses import gaussian_kl
-from learners.models.registry import BeamPredictor, ModelContext, PretrainStage, Tensors, register_model
+from learners.models.registry import ModelContext, PresetModel, PretrainStage, Tensors, register_model
 from twin.errors import ConfigError
 from twin.validation import at_least, between, each_between, one_of, spec
 
@@ -444,25 +444,13 @@ STAGE_II = PretrainStage("stage II", 0, 0.0, windows="aligned", drives="aligned"
 
 
 @register_model
-class VIPoE(BeamPredictor):
+class VIPoE(PresetModel):
     kind = "vipoe"
     Options = VIPoEOptions
 
-    @classmethod
-    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        """A preset's values under the explicitly given ones."""
-        preset = options.get("preset", "tiny")
-        if preset not in PRESETS:
-            raise ConfigError(f"model.options.preset = {preset!r}: expected one of {', '.join(PRESETS)}")
-        return {**PRESETS[preset], **options}
-
-    @classmethod
-    def preprocess_defaults(cls, options: VIPoEOptions) -> dict[str, Any]:
-        return dict(PREPROCESS_PRESETS[options.preset])
-
-    @classmethod
-    def inputs_of(cls, options: Any) -> tuple[str, ...]:
-        return tuple(m for m in MODALITIES if m in options.modalities)
+    PRESETS = PRESETS
+    PREPROCESS_PRESETS = PREPROCESS_PRESETS
+    MODALITIES = MODALITIES
 
     def __init__(self, options: VIPoEOptions, context: ModelContext):
         super().__init__(options, context)
