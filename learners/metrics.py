@@ -1,4 +1,4 @@
-"""Offline metrics of a predictor over a window dataset: top-1/top-3, DBA (twin.loop.metrics, the
+"""Offline metrics of a predictor over a window dataset: top-1/2/3, DBA (twin.loop.metrics, the
 DeepSense definition), mean beam distance of the top-1 beam, and the loss; on the first target frame
 (the one served), plus top-1 per horizon when several frames are predicted."""
 
@@ -37,12 +37,13 @@ def predict(
 
 
 def scores(ranked: np.ndarray, targets: np.ndarray, masks: np.ndarray) -> dict[str, Any]:
-    """top-1, top-3, DBA and mean |top-1 − truth| in beams on horizon 0; top-1 per horizon."""
+    """top-1, top-2, top-3, DBA and mean |top-1 − truth| in beams on horizon 0; top-1 per horizon."""
     keep = masks[:, 0]
     first, truth = ranked[keep, 0], targets[keep, 0]
     if len(truth) == 0:
         return {
             "top1": float("nan"),
+            "top2": float("nan"),
             "top3": float("nan"),
             "dba": float("nan"),
             "distance": float("nan"),
@@ -50,6 +51,7 @@ def scores(ranked: np.ndarray, targets: np.ndarray, masks: np.ndarray) -> dict[s
         }
     out: dict[str, Any] = {
         "top1": float(topk_hits(first, truth, 1).mean()),
+        "top2": float(topk_hits(first, truth, 2).mean()),
         "top3": float(topk_hits(first, truth, 3).mean()),
         "dba": dba(first, truth),
         "distance": float(np.abs(first[:, 0] - truth).mean()),
