@@ -246,6 +246,8 @@ def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
     extra = {k: v for k, v in checkpoint.config.items() if k in kept}
     if config.epochs:  # the last fine-tuning wrote its own settings and history there
         extra.update({k: v for k, v in read_config(out).items() if k in kept})
+        # It started from the pruned source, saved in a temporary folder now gone: name the source.
+        extra["train"] = {**extra["train"], "init_from": str(checkpoint.path)}
     extra["metrics"] = pruned.metrics
     extra["compression"] = {
         "source": str(checkpoint.path),

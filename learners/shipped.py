@@ -1,7 +1,8 @@
 """Small pretrained checkpoints that ship with the project, one per predictor family and scenario.
 
     python -m learners.shipped scenario=urban_street          # retrain every family, write assets/
-    python -m learners.shipped scenario=urban_street +families=[gru]   # retrain some of them
+    python -m learners.shipped scenario=urban_street families=[gru]   # retrain some of them
+    python -m learners.shipped scenario=urban_street families=[beamtransfuser_pruned]  # re-derive one
 
 They live in `assets/checkpoints/<scenario>/<model>/` (safetensors + config.json, a few MB in all) and
 are trained on twin drives of the scenario whose runs start at `TRAINING_FIRST_RUN`, so they never
@@ -14,6 +15,7 @@ line.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from learners.checkpoint import CheckpointError, load_checkpoint, read_config
+from learners.compress import compress
 from learners.data import input_fields
 from learners.train import fit, model_inputs, train_config
 from twin.loop.drives import TwinContext
@@ -46,7 +49,22 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "data": {"stride": 4},
     },
 }
+# Variants derived from a shipped family's checkpoint instead of trained anew, named after the policy
+# that runs them (learners.policy); their checkpoints are of the family's kind. The pruned
+# BeamTransFuser keeps 0.6 of the fusion blocks (the paper's operating point), fine-tuned one epoch
+# after each pruning phase on the family's own split.
+DERIVED: dict[str, dict[str, Any]] = {
+    "beamtransfuser_pruned": {
+        "from": "beamtransfuser",
+        "compress": {"ratio": 0.6, "epochs": 1, "calibration": 64, "group": 8},
+    },
+}
 _RUN = re.compile(r"^run(\d+)-")
+
+
+def shipped_kind(name: str) -> str:
+    """The model kind of a shipped folder's checkpoint: its family's, or the one its variant derives from."""
+    return str(DERIVED[name]["from"]) if name in DERIVED else name
 
 
 def shipped_folder(scenario: str, model: str) -> Path:
@@ -102,18 +120,23 @@ def train_shipped(
     families: Mapping[str, Mapping[str, Any]] = FAMILIES,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Train every family on `store` (a training store of `scenario`) into assets/; returns the folders."""
+    """Train every family on `store` (a training store of `scenario`) into assets/, then derive the
+    variants among `families` (DERIVED) from their family's shipped checkpoint; returns the folders."""
     out = {}
     for model, settings in families.items():
         folder = shipped_folder(scenario, model)
         staging = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        result = fit(store, {"model": model, **settings}, staging, progress=progress)
-        load_checkpoint(result.checkpoint)  # what ships must load
+        if model in DERIVED:
+            source = os.path.relpath(shipped_folder(scenario, str(settings["from"])))  # no host path ships
+            compressed = {**settings["compress"], "checkpoint": source, "store": str(store)}
+            metrics = compress({**compressed, "out": str(staging)}).pruned.metrics
+        else:
+            metrics = fit(store, {"model": model, **settings}, staging, progress=progress).metrics
+        load_checkpoint(staging)  # what ships must load
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)  # a half-trained family never replaces a shipped one
         out[model] = folder
-        metrics = result.metrics
         print(f"shipped        {model}: {folder} (validation DBA {metrics.get('dba', float('nan')):.3f})")
     return out
 
@@ -127,19 +150,19 @@ def _main() -> None:
 
     @run_task
     def task(cfg: DictConfig) -> None:
+        known = {**FAMILIES, **DERIVED}  # families first: a variant derives from its family's new checkpoint
+        names = list(cfg.families or known)
+        unknown = [name for name in names if name not in known]
+        if unknown:  # before anything is traced
+            raise UsageError(f"families: {unknown} are not shipped families; expected some of {list(known)}")
         scenario = scenario_of(cfg)
-        training = training_scenario(scenario, int(cfg.get("shipped_drives") or TRAINING_DRIVES))
+        training = training_scenario(scenario, int(cfg.shipped_drives))
         resolved = resolve_store(cfg, progress=cfg.progress, scenario=training)
         print(f"dataset        {resolved.path} (runs {TRAINING_FIRST_RUN} on: never evaluated by twin.run)")
-        names = list(cfg.get("families") or FAMILIES)
-        unknown = [name for name in names if name not in FAMILIES]
-        if unknown:
-            expected = f"expected some of {list(FAMILIES)}"
-            raise UsageError(f"families: {unknown} are not shipped families; {expected}")
-        families = {name: FAMILIES[name] for name in names}
+        families = {name: known[name] for name in known if name in names}
         train_shipped(resolved.path, scenario.name, families, progress=cfg.progress)
 
-    entry_point(task)()
+    entry_point(task, config_name="shipped")()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from learners.checkpoint import read_config
 from learners.data import input_fields
 from learners.models.registry import MODELS, model_options
 from learners.policy import register_learned_policies
-from learners.shipped import TRAINING_FIRST_RUN, check_fits, shipped_models
+from learners.shipped import TRAINING_FIRST_RUN, check_fits, shipped_kind, shipped_models
 from learners.train import (
     TrainConfig,
     cut_by_time_budget,
@@ -152,7 +152,11 @@ def attach_shipped(
     if not shipped:
         return
     for name, folder in shipped.items():
-        if name in config.train or options.get(name, {}).get("checkpoint") or name not in MODELS:
+        if (
+            name in config.train
+            or options.get(name, {}).get("checkpoint")
+            or shipped_kind(name) not in MODELS
+        ):
             continue
         check_fits(folder, context)  # one line naming the checkpoint when it does not
         options.setdefault(name, {})["checkpoint"] = str(folder)

@@ -120,10 +120,14 @@ def _overrides(argv: list[str]) -> Iterator[str]:
 
 
 def _allowed_top_level(config_file: Path) -> list[str]:
-    """The keys and config groups the primary config defines (nothing else may be added)."""
+    """The keys and config groups the primary config defines, with those of the configs of the same
+    folder it extends (`defaults: [config, _self_]`); nothing else may be added."""
     data = yaml.safe_load(config_file.read_text()) or {}
-    groups = [next(iter(d)) for d in data.get("defaults", []) if isinstance(d, dict)]
-    return [*groups, *(k for k in data if k not in ("defaults", "hydra"))]
+    defaults = data.get("defaults", [])
+    groups = [next(iter(d)) for d in defaults if isinstance(d, dict)]
+    extended = [k for d in defaults if isinstance(d, str) and d != "_self_"
+                for k in _allowed_top_level(config_file.with_name(f"{d}.yaml"))]  # fmt: skip
+    return list(dict.fromkeys([*extended, *groups, *(k for k in data if k not in ("defaults", "hydra"))]))
 
 
 def _allowed_below(config_dir: Path, config_name: str, key: str, overrides: list[str]) -> str:

@@ -129,6 +129,7 @@ def test_compress_prunes_fine_tunes_and_the_checkpoint_round_trips(trained: Path
     assert [p["phase"] for p in result.phases] == list(pruning.PHASES)
     loaded = load_checkpoint(out)
     assert loaded.model.pruned and loaded.config["compression"]["ratio"] == 0.5
+    assert loaded.config["train"]["init_from"] == str(trained)  # not the temporary folder it tuned from
     assert loaded.model.options.embed_widths == tuple(b.widths.embed for b in loaded.model.fusion)
     assert pruning.parameter_count(loaded.model) == result.pruned.parameters
     with pytest.raises(CheckpointError, match="already pruned"):

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from learners.checkpoint import CheckpointError, load_checkpoint
-from learners.shipped import FAMILIES, TRAINING_FIRST_RUN, check_fits, shipped_models, trained_runs
+from learners.shipped import (
+    DERIVED,
+    FAMILIES,
+    TRAINING_FIRST_RUN,
+    check_fits,
+    shipped_kind,
+    shipped_models,
+    trained_runs,
+)
 from tests.conftest import REPO
 from twin.dataset.generation import root_attributes, run_indices
 from twin.radio.codebook import Codebook
@@ -29,11 +39,12 @@ def default_store_context() -> SimpleNamespace:
 
 def test_every_family_ships_a_checkpoint_that_loads_and_fits_the_default_store() -> None:
     shipped = shipped_models("urban_street")
-    assert set(FAMILIES) <= set(shipped)
+    assert set(FAMILIES) | set(DERIVED) <= set(shipped)
     context = default_store_context()
     for name, folder in shipped.items():
         checkpoint = load_checkpoint(folder)
-        assert checkpoint.kind == name
+        assert checkpoint.kind == shipped_kind(name)
+        assert getattr(checkpoint.model, "pruned", False) == name.endswith("_pruned")
         check_fits(folder, context)
         size = sum(f.stat().st_size for f in folder.iterdir())
         assert size < 4 << 20, f"{folder}: {size} bytes; shipped checkpoints stay small"
@@ -66,3 +77,19 @@ def test_a_damaged_shipped_checkpoint_is_refused_in_one_line(tmp_path: Path) -> 
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(damaged)
     assert str(weights) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_retraining_command_refuses_an_unknown_family_before_tracing(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "learners.shipped", "scenario=tiny", "families=[gru,nope]",
+               f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: families: ['nope'] are not shipped families; expected some of [")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "cache").exists()
+    typo = subprocess.run(
+        [*command[:3], "familes=[gru]"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert typo.returncode == 2 and typo.stderr.startswith(
+        "error: familes: unknown key; allowed keys: scenario,"
+    )
+    assert "families, shipped_drives" in typo.stderr
