@@ -5,7 +5,11 @@ three phases, `epochs` of fine-tuning after each) and prints, per retention, the
 model and fusion blocks), validation top-1/2/3 and DBA, and the p50/p99 decision latency (one window,
 `threads` CPU threads), beside the unpruned model (retention 1.0). `base=model` reads the retention as
 a share of the whole model; retentions the fusion blocks alone cannot reach are listed as refused.
-The rows also go to `<out>/compression_study.csv` and, as DBA and latency against retention, to
+Without a checkpoint, `preset=paper` measures structure only: an untrained model of the preset, its
+fusion blocks cut to each retention's widths, gives the parameter counts and latency (which depend on
+the widths, not on which structures are kept or on training), with no accuracy: the paper preset's
+78 M parameters do not train on this project's CPUs. The rows also go to
+`<out>/compression_study.csv` and, as accuracy and latency against retention, to
 `<out>/compression_study.png`. Every pruned checkpoint stays in `<out>` (`ratio<r>/`).
 """
 
@@ -16,9 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from learners.checkpoint import load_checkpoint
-from learners.compress import CompressResult, Measurement, compress
+from learners.compress import CompressResult, Measurement, compress, fusion_keep, latency_ms
+from learners.models.beamtransfuser import PREPROCESS_PRESETS, BeamTransFuser
+from learners.models.registry import ModelContext, build_model
+from learners.preprocess import GPS_FEATURES, preprocess_config
+from learners.pruning import BlockKeep, fusion_parameter_count, parameter_count, plan_widths, pruned_options
 from twin.errors import ConfigError
+from twin.store.deployment import Deployment
 from twin.validation import at_least, between, build, one_of, spec
 
 PAPER_RETENTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
@@ -31,7 +43,8 @@ def _ratios(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    checkpoint: str = spec(check=lambda v: None if v else "a beamtransfuser checkpoint folder")
+    checkpoint: str = spec("")  # a trained beamtransfuser folder; "": structure only, of `preset`
+    preset: str = spec("", check=one_of("", "tiny", "paper"))
     ratios: tuple[float, ...] = spec(PAPER_RETENTIONS, check=_ratios)
     base: str = spec("fusion", check=one_of("fusion", "model"))
     importance: str = spec("grouped", check=one_of("exact", "grouped"))
@@ -76,14 +89,90 @@ def study_config(data: dict[str, Any] | StudyConfig) -> StudyConfig:
     values = {k: v for k, v in data.items() if v is not None}
     if "ratios" in values:
         values["ratios"] = tuple(values["ratios"]) if isinstance(values["ratios"], (list, tuple)) else None
-    return build(StudyConfig, values, "compression_study")
+    config = build(StudyConfig, values, "compression_study")
+    if bool(config.checkpoint) == bool(config.preset):
+        raise ConfigError(
+            "compression_study: give checkpoint=<beamtransfuser folder> (accuracy and latency) or "
+            "preset=tiny|paper (structure only: parameters and latency of an untrained model), not both"
+        )
+    return config
+
+
+def output_folder(config: StudyConfig) -> Path:
+    if config.out:
+        return Path(config.out)
+    return (
+        Path(f"{config.checkpoint}-study")
+        if config.checkpoint
+        else Path(f"outputs/compression_study/{config.preset}")
+    )
+
+
+def structure_model(preset: str, retention: float, base: str) -> BeamTransFuser:
+    """An untrained model of `preset` whose fusion blocks have the widths of `retention` (of `base`)."""
+    preprocess = preprocess_config(PREPROCESS_PRESETS[preset])
+    shapes = {"camera": (3, *preprocess.camera_size), "lidar": (1, *preprocess.bev_size),
+              "radar": (2, *preprocess.radar_size), "gps": (GPS_FEATURES,)}  # fmt: skip
+    beams = 64
+    deployment = Deployment(beams, tuple(np.linspace(-45, 45, beams)), 10.0, -90.0)
+    torch.manual_seed(0)
+    model = build_model(
+        "beamtransfuser", {"preset": preset}, ModelContext(beams, 5, 1, shapes, deployment, preprocess)
+    )
+    heads = model.options.heads
+    keeps = {
+        stage: BlockKeep(
+            embed=torch.arange(w.embed),
+            head_dims=[torch.arange(heads * d) for d in w.head_dims],
+            ffn=[torch.arange(f) for f in w.ffn],
+        )
+        for stage, w in enumerate(plan_widths(model, fusion_keep(model, retention, base)))
+    }
+    return BeamTransFuser(pruned_options(model, keeps), model.context).eval()
+
+
+def structure_rows(config: StudyConfig) -> list[Row]:
+    """Parameters and latency per retention of an untrained `config.preset` model (no accuracy)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    rows: list[Row] = []
+    original: Measurement | None = None
+    for ratio in sorted({float(r) for r in config.ratios}, reverse=True):
+        try:
+            model = structure_model(config.preset, ratio, config.base)
+        except ConfigError as error:
+            if original is None:
+                raise
+            rows.append(Row(ratio, None, original, refused=str(error).split(": ", 1)[-1]))
+            continue
+        shapes = model.context.shapes
+        windows = [
+            ({m: torch.randn(1, 5, *shape, generator=generator) for m, shape in shapes.items()},
+             {m: torch.ones(1, 5, dtype=torch.bool) for m in shapes})
+            for _ in range(config.latency_windows)
+        ]  # fmt: skip
+        measured = Measurement(
+            parameter_count(model),
+            fusion_parameter_count(model),
+            {},
+            latency_ms(model, windows, config.threads),
+        )
+        original = original or measured
+        rows.append(Row(ratio, measured, original))
+        p50 = measured.latency_ms[0]
+        print(f"retention      {ratio:g}: {measured.parameters:,} parameters, p50 {p50:.1f} ms")
+    return rows
 
 
 def run_study(config: StudyConfig | dict[str, Any]) -> list[Row]:
     """One row per retention (descending), 1.0 being the unpruned model."""
     config = study_config(config)
-    checkpoint = load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
-    out = Path(config.out or f"{checkpoint.path}-study")
+    out = output_folder(config)
+    if config.preset:
+        out.mkdir(parents=True, exist_ok=True)
+        rows = structure_rows(config)
+        write_outputs(rows, out)
+        return rows
+    load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
     out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     original: Measurement | None = None
@@ -115,9 +204,9 @@ def _cell(value: Any, digits: int = 3) -> str:
 
 
 def describe(rows: list[Row], config: StudyConfig) -> str:
+    scored = f"structure only, an untrained {config.preset} model" if config.preset else "validation drives"
     lines = [
-        f"Fig. 6 analogue ({config.base} retention; validation drives; latency: one window, "
-        f"{config.threads} threads)",
+        f"Fig. 6 analogue ({config.base} retention; {scored}; latency: one window, {config.threads} threads)",
         "",
         "| retention | parameters (share) | fusion (share) | top-1 | top-2 | top-3 | DBA | p50 / p99 ms |",
         "|---|---|---|---|---|---|---|---|",
@@ -156,10 +245,15 @@ def plot(rows: list[Row], path: Path) -> None:
     x = [r.retention for r in kept]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
     for key, label in (("top1", "top-1"), ("top3", "top-3"), ("dba", "DBA")):
+        if not all(key in r.measurement.metrics for r in kept):  # type: ignore[union-attr]
+            continue  # structure only: no accuracy
         left.plot(x, [r.measurement.metrics.get(key) for r in kept], "o-", label=label)  # type: ignore[union-attr]
     left.set(xlabel="retention", ylabel="validation score", ylim=(0, 1))
     left.invert_xaxis()
-    left.legend()
+    if left.lines:
+        left.legend()
+    else:
+        left.text(0.5, 0.5, "structure only: no accuracy", ha="center", transform=left.transAxes)
     right.plot(x, [r.measurement.latency_ms[0] for r in kept], "o-", label="p50")  # type: ignore[union-attr]
     right.plot(x, [r.measurement.latency_ms[1] for r in kept], "s--", label="p99")  # type: ignore[union-attr]
     right.set(xlabel="retention", ylabel="decision latency (ms)")
@@ -182,7 +276,7 @@ def _main() -> None:
         config = study_config(data)
         rows = run_study(config)
         print(describe(rows, config))
-        out = Path(config.out or f"{Path(config.checkpoint)}-study")
+        out = output_folder(config)
         print(f"written        {out / 'compression_study.csv'}, {out / 'compression_study.png'}")
 
     entry_point(task, config_name="compression_study")()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from learners.checkpoint import read_config
-from learners.compression_study import describe, run_study, study_config
+from learners.compression_study import describe, run_study, structure_model, study_config
+from learners.pruning import fusion_parameter_count
 from twin.errors import ConfigError
 
 
@@ -36,6 +37,8 @@ def test_rows_follow_the_budgets_and_the_outputs_are_written(
     assert (tmp_path / "compression_study.png").stat().st_size > 0
     table = describe(rows, study_config(settings))
     assert table.count("\n| ") == 3 and "| 0.6 |" in table  # header and two rows
+    # The structure-only path (an untrained preset, cut to the widths) has the pruned model's sizes.
+    assert fusion_parameter_count(structure_model("tiny", 0.6, "fusion")) == pruned["fusion_parameters"]
 
 
 def test_a_whole_model_budget_out_of_reach_is_listed_as_refused(
@@ -48,8 +51,19 @@ def test_a_whole_model_budget_out_of_reach_is_listed_as_refused(
     assert "refused: " in describe(rows, study_config(settings))
 
 
+def test_structure_only_rows_shrink_with_the_retention(tmp_path: Path) -> None:
+    settings = {"preset": "tiny", "ratios": [1.0, 0.7, 0.4], "latency_windows": 2, "threads": 1,
+                "out": str(tmp_path)}  # fmt: skip
+    rows = [r.to_csv() for r in run_study(settings)]
+    assert [r["fusion_share"] for r in rows] == pytest.approx([1.0, 0.7, 0.4], abs=0.01)
+    assert rows[0]["parameters"] > rows[1]["parameters"] > rows[2]["parameters"]
+    assert all(r["dba"] is None and r["p50_ms"] > 0 for r in rows)  # no accuracy without training
+
+
 def test_bad_settings_fail_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"compression_study\.ratios.*retentions in \(0, 1\]"):
         study_config({"checkpoint": "x", "ratios": [0.5, 1.5]})
     with pytest.raises(ConfigError, match=r"compression_study\.base"):
         study_config({"checkpoint": "x", "base": "everything"})
+    with pytest.raises(ConfigError, match=r"give checkpoint=.* or preset=tiny\|paper"):
+        study_config({"checkpoint": "x", "preset": "paper"})
