@@ -19,6 +19,7 @@ from learners.blockage.windows import SWEEPS, Windows, read_series
 from learners.blockage_shipped import shipped_blockage
 from learners.checkpoint import WEIGHTS, CheckpointError
 from learners.predict import predict
+from learners.shipped import shipped_models
 from tests.conftest import REPO
 from tests.learners.test_blockage_windows import REAL, needs_real, write_dataset
 from twin.errors import ConfigError
@@ -122,6 +123,11 @@ def test_shipped_predictors_load_and_stay_small(horizon: int) -> None:
     loaded = load_blockage(folder)
     assert loaded.horizon == horizon and loaded.model.num_beams == 64
     assert sum(f.stat().st_size for f in folder.iterdir()) < 1 << 20
+
+
+def test_the_main_jobs_shipped_families_of_a_replayed_scenario_17_store_leave_them_out() -> None:
+    assert shipped_models("scenario17") == {}  # they are blockage predictors, not beam predictors
+    assert "gru" in shipped_models("urban_street")
 
 
 @needs_real
