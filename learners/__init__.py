@@ -12,7 +12,10 @@
   `learners.checkpoint`: safetensors + JSON checkpoints;
 - `learners.policy`: a checkpoint as a `twin.loop.policies.Policy` (`load_policy`, registered names);
   `learners.closed_loop`: scoring a policy on chosen drives; `learners.benchmarks`: the figures;
-- `learners.twin_run`: the `learned` step of the twin's main job.
+- `learners.twin_run`: the `learned` step of the twin's main job;
+- `learners.blockage`: blockage prediction from 8 sweeps on real (DeepSense scenario 17) and twin
+  windows (`python -m learners.train model=blockage`), `learners.predict` (decisions for a series
+  CSV), `learners.blockage_shipped` and `learners.blockage_study` (twin-to-real transfer).
 
 The twin never imports this package: it finds it through the entry points in pyproject.toml.
 """

@@ -15,6 +15,7 @@ line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from learners.checkpoint import CheckpointError, load_checkpoint, read_config
+from learners.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_config
 from learners.compress import compress
 from learners.data import input_fields
 from learners.train import fit, model_inputs, train_config
@@ -72,11 +73,25 @@ def shipped_folder(scenario: str, model: str) -> Path:
 
 
 def shipped_models(scenario: str) -> dict[str, Path]:
-    """The shipped checkpoint folders of a scenario, by model name (those present)."""
+    """The shipped beam-predictor checkpoint folders of a scenario, by model name (those present;
+    other tasks' checkpoints beside them, e.g. scenario 17's blockage predictors, are not listed)."""
     folder = SHIPPED_DIR / scenario
     if not folder.is_dir():
         return {}
-    return {p.name: p for p in sorted(folder.iterdir()) if (p / "config.json").is_file()}
+    return {p.name: p for p in sorted(folder.iterdir()) if _beam_checkpoint(p)}
+
+
+def _beam_checkpoint(folder: Path) -> bool:
+    """A folder with a config.json that is not another format's (a damaged one counts: loading it
+    then names the damage)."""
+    meta = folder / "config.json"
+    if not meta.is_file():
+        return False
+    try:
+        config = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return True
+    return not isinstance(config, dict) or config.get("format") in (None, FORMAT)
 
 
 def training_scenario(scenario: ScenarioConfig, drives: int = TRAINING_DRIVES) -> ScenarioConfig:

@@ -446,6 +446,12 @@ def _describe(result: TrainResult, config: TrainConfig) -> str:
 def task(cfg: Any) -> None:
     from twin.dataset.resolve import resolve_store
 
+    if cfg.model.get("name") == "blockage":  # another task on the same stores and recordings
+        from learners.blockage.command import train_task
+
+        return train_task(cfg)
+    if cfg.get("series"):
+        raise ConfigError(f"series: only for model=blockage, not model={cfg.model.get('name')}")
     config = _config_from_hydra(cfg)
     resolved = resolve_store(cfg, progress=cfg.progress)
     preset = config.options.get("preset")
