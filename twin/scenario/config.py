@@ -150,6 +150,9 @@ class StaticUeConfig:
 
     enabled: bool = spec(False)
     position_m: tuple[float, float, float] = spec((0.0, 9.0, 1.5))  # the antenna, local metres
+    # What passes a blocker (through its glazing, round its edges; the tracer has neither): frames
+    # whose line of sight is cut get it back this much weaker. None: as traced (nothing passes).
+    blocker_loss_db: float | None = spec(None, check=between(0, 200))
 
 
 @dataclass(frozen=True)
