@@ -149,6 +149,7 @@ class TrafficFit:
     points: list[tuple[dict[str, Any], float, Path]]  # (traffic values, score, store)
     real_rate: float
     twin_rate: float
+    path: Path  # the chosen traffic's short store
 
 
 def fit_traffic(
@@ -184,4 +185,6 @@ def fit_traffic(
     best_path = next(p for v, _, p in points if v == chosen)
     real_rate = events_per_second(real, rate_hz)
     empty = matched_empty_lanes(scenario.traffic.empty_lane_probability, rates[best_path], real_rate)
-    return TrafficFit(chosen["speed_kmh"], chosen["mix"], empty, points, real_rate, rates[best_path])
+    return TrafficFit(
+        chosen["speed_kmh"], chosen["mix"], empty, points, real_rate, rates[best_path], best_path
+    )
