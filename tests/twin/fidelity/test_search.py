@@ -14,7 +14,8 @@ from twin.dataset.generation import generate
 from twin.fidelity.distances import compare
 from twin.fidelity.resweep import NO_BLOCKER_LOSS, PostTrace, load_paths, measured_drives, noiseless_sweeps
 from twin.fidelity.search import PostTraceGrid, SweepModel, fit_post_trace, matched_empty_lanes, score
-from twin.fidelity.statistics import sweep_statistics
+from twin.fidelity.statistics import store_statistics, sweep_statistics
+from twin.fidelity.twin_fit import twin_calibration
 from twin.radio.codebook import UniformLinearArray
 from twin.scenario.config import LaneConfig, ScenarioConfig
 from twin.store import TwinStore
@@ -119,3 +120,16 @@ def test_matched_empty_lanes_scales_the_drop_rate() -> None:
     assert matched_empty_lanes(0.5, twin_rate=0.2, real_rate=0.1) == pytest.approx(0.75)
     assert matched_empty_lanes(0.5, twin_rate=0.1, real_rate=0.2) == pytest.approx(0.0)
     assert matched_empty_lanes(0.3, twin_rate=0.0, real_rate=0.2) == 0.3
+
+
+def test_twin_calibration_prints_the_tables_and_the_overrides(
+    static_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = store_statistics(static_store, drop_db=5.0)  # the store against its own sweeps
+    report = twin_calibration(real, static_store, static_store, tmp_path, drop_db=5.0, traffic=False)
+    printed = capsys.readouterr().out
+    assert "fidelity before calibration:" in printed and "fidelity after calibration:" in printed
+    assert "calibrated twin: scenario.radio.tx_power_dbm=" in printed
+    assert "scenario.traffic.static_ue.blocker_loss_db=" in printed
+    assert report["post_trace"]["before"]["tx_power_dbm"] == 20.0  # tiny.yaml's
+    assert set(report["ks_after"]) >= {"spread_db", "snr_db", "blockage_depth_db"}
