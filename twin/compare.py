@@ -3,7 +3,9 @@
 The recording is converted once (cached like any replay); the twin side is the selected scenario's
 data (`scenario=...`, any `scenario.<key>=<value>` override; RF only unless `with_sensors=true`) or a
 given `store=<twin.h5>`. Prints, for both sides, the distances between their sweep statistics
-(twin.fidelity), and with `calibrate=true` the measurement model fitted to the recording; writes
+(twin.fidelity), and with `calibrate=true` the twin fitted to the recording: on a generated store the
+post-trace parameters (twin.fidelity.twin_fit; with `calibrate_traffic`, the traffic on short stores
+too), on sweeps alone the transmit power and detector error; writes
 compare.png and compare.json into the run folder (outputs/compare/<time>/).
 """
 
@@ -23,6 +25,7 @@ from twin.fidelity.calibration import calibration_report
 from twin.fidelity.distances import compare, format_table
 from twin.fidelity.figures import plot
 from twin.fidelity.statistics import store_statistics
+from twin.fidelity.twin_fit import has_paths, twin_calibration
 from twin.replay import replay_store
 from twin.scenario.config import ScenarioConfig
 
@@ -67,7 +70,14 @@ def task(cfg: DictConfig) -> None:
         "twin": str(twin_path),
         "distances": [d.__dict__ for d in distances],
     }
-    if cfg.calibrate:
+    if cfg.calibrate and has_paths(twin_path):  # generated twin data: the full fit on its paths
+        traffic = cfg.calibrate_traffic
+        if traffic is None:  # short stores trace in a minute each for a static UE's single receiver
+            traffic = scenario.traffic.static_ue.enabled and not cfg.store
+        report["calibration"] = twin_calibration(
+            real, real_path, twin_path, cfg.cache_dir, cfg.drop_db, bool(traffic), int(cfg.traffic_drives)
+        )
+    elif cfg.calibrate:  # sweeps only: transmit power and detector error
         report["calibration"] = calibration_report(real, real_path, twin_path, cfg.drop_db)
     figure = plot(real, twin, distances, out / "compare.png")
     (out / "compare.json").write_text(json.dumps(report, indent=2))

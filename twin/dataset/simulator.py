@@ -22,7 +22,14 @@ from twin.sensors.base import FrameState
 from twin.sensors.gps import gps_track
 from twin.sensors.registry import build_sensors
 from twin.store import Episode
-from twin.trace.channel import ChannelTracer, PathTable, narrowband_channel, ofdm_channel, subcarrier_offsets
+from twin.trace.channel import (
+    ChannelTracer,
+    PathTable,
+    narrowband_channel,
+    ofdm_channel,
+    subcarrier_offsets,
+    through_blockers,
+)
 from twin.trace.geometry import segments_hit_boxes
 from twin.trace.scene import TwinScene
 from twin.trace.traffic import TrafficRun
@@ -131,6 +138,9 @@ class DriveSimulator:
         cfg = self.config
         kept, dropped = own.truncated(cfg.ray_tracing.max_paths_stored)
         h = narrowband_channel(own, self.array)
+        static = cfg.traffic.static_ue
+        if static.enabled and static.blocker_loss_db is not None:
+            h = through_blockers(own, h, self.array, static.blocker_loss_db)
         rsrp_true = rsrp_noiseless_dbm(h, self.codebook, cfg.radio.tx_power_dbm)
         rsrp = measure_rsrp_dbm(rsrp_true, self.noise_dbm, cfg.radio.measurement_noise_db, rng)
         velocity = run.velocities[:, vehicle] if run.velocities.ndim == 3 else run.velocities[None, vehicle]

@@ -143,6 +143,19 @@ UE_ANTENNA_MOUNTS = ("roof_center", "rig_side")
 
 
 @dataclass(frozen=True)
+class StaticUeConfig:
+    """A UE that stands still (DeepSense scenario 17: a unit across the street from the base station).
+    Its antenna is at `position_m`; the served vehicle (`served_kind`) is parked right behind it, away
+    from the street, and every lane's vehicles are blockers passing between the two."""
+
+    enabled: bool = spec(False)
+    position_m: tuple[float, float, float] = spec((0.0, 9.0, 1.5))  # the antenna, local metres
+    # What passes a blocker (through its glazing, round its edges; the tracer has neither): frames
+    # whose line of sight is cut get it back this much weaker. None: as traced (nothing passes).
+    blocker_loss_db: float | None = spec(None, check=between(0, 200))
+
+
+@dataclass(frozen=True)
 class TrafficConfig:
     speed_kmh: tuple[float, float] = spec((25.0, 50.0), check=ordered_pair(0.0))
     gap_m: tuple[float, float] = spec((6.0, 25.0), check=ordered_pair(0.5))  # bumper to bumper
@@ -165,8 +178,14 @@ class TrafficConfig:
     # station's side of the street (the directive pattern's boresight), so the roof does not reflect.
     ue_antenna_mount: str = spec("roof_center", check=one_of(*UE_ANTENNA_MOUNTS))
     ue_rig: RigConfig = spec(factory=RigConfig)
+    static_ue: StaticUeConfig = spec(factory=StaticUeConfig)  # off: the UEs ride in served cars
 
     def validate(self, prefix: str) -> None:
+        if self.static_ue.enabled and self.served_per_run != 1:
+            raise ConfigError(
+                f"{prefix}.served_per_run = {self.served_per_run}: expected 1 with static_ue on "
+                "(one standing UE per run)"
+            )
         if any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ConfigError(f"{prefix}.mix = {self.mix}: expected non-negative weights with a positive sum")
         if self.served_mix and (
@@ -429,5 +448,7 @@ def config_digest(config: ScenarioConfig) -> str:
     so they are left out: one cached dataset serves every fault study."""
     data = scenario_to_dict(config)
     data.pop("faults", None)
+    if not config.traffic.static_ue.enabled:  # scenarios that predate it keep their digest
+        data["traffic"].pop("static_ue")
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

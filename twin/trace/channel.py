@@ -9,6 +9,7 @@ path's baseband gain is a * exp(-j 2 pi f_c tau).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -96,6 +97,22 @@ def narrowband_channel(paths: PathTable, array: UniformLinearArray) -> np.ndarra
     steering = array.response(array.sin_angle(paths.departure.astype(np.float64)))
     gain = np.where(paths.valid, paths.gain, 0).astype(np.complex128)
     return np.einsum("...l,...ln->...n", gain, steering).astype(np.complex64)
+
+
+def through_blockers(
+    paths: PathTable, h: np.ndarray, array: UniformLinearArray, loss_db: float
+) -> np.ndarray:
+    """h (T, N) of a static UE's drive with its line-of-sight path, `loss_db` weaker, added to the
+    frames where a blocker cut it: the path of the first clear frame (a static link's LoS does not
+    move). A drive without a clear frame is returned as it is."""
+    clear = np.flatnonzero(paths.los)
+    if clear.size == 0:
+        return h
+    one = PathTable(*(getattr(paths, f)[clear[0] : clear[0] + 1] for f in PathTable.__dataclass_fields__))
+    los = narrowband_channel(dataclasses.replace(one, valid=one.valid & one.is_los), array)[0]
+    out = h.copy()
+    out[~paths.los] += los * np.float32(10 ** (-loss_db / 20))
+    return out
 
 
 def ofdm_channel(

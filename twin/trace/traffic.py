@@ -83,7 +83,9 @@ def ue_antennas(run: TrafficRun, traffic: TrafficConfig, bs_position_m: Sequence
     rig = traffic.ue_rig
     side = np.sign(float(bs_position_m[1]) - positions[0, :, 1])  # +1: the base station is at larger y
     side[side == 0] = 1.0
-    if traffic.ue_antenna_mount == "rig_side":
+    if traffic.static_ue.enabled:  # the standing UE's antenna, in front of its parked vehicle
+        positions[:] = np.asarray(traffic.static_ue.position_m, np.float64)
+    elif traffic.ue_antenna_mount == "rig_side":
         lateral = rig.size_m[1] / 2 + 0.02 if rig.enabled else 0.0
         positions[..., 1] += side * lateral
         positions[..., 2] = roof + traffic.ue_antenna_above_roof_m
@@ -150,6 +152,19 @@ def _served_lanes(traffic_served: int, lanes: int, choice: str, rng: np.random.G
     return [1 if lane in chosen else 0 for lane in range(lanes)]
 
 
+def parked_ue_vehicle(
+    traffic: TrafficConfig, index: int, kind_sizes: dict[str, tuple[float, float, float]]
+) -> tuple[Vehicle, np.ndarray]:
+    """The static UE's vehicle and its footprint centre: parked right behind the antenna, on the side
+    away from the street's centre line (so it never stands between the antenna and the street)."""
+    x, y, _ = traffic.static_ue.position_m
+    size = kind_sizes[traffic.served_kind]
+    outward = 1.0 if y >= 0 else -1.0
+    centre = np.array([x, y + outward * (size[1] / 2 + 0.3), 0.0])
+    vehicle = Vehicle(index=index, kind=traffic.served_kind, lane=-1, direction=1, size_m=size, served=True)
+    return vehicle, centre
+
+
 def _weighted(mix: dict[str, float]) -> tuple[list[str], np.ndarray]:
     kinds = [k for k, w in mix.items() if w > 0]
     weights = np.array([mix[k] for k in kinds], np.float64)
@@ -176,7 +191,9 @@ def make_run(
     for lane_index, (lane, n_served) in enumerate(
         zip(
             street.lanes,
-            _served_lanes(traffic.served_per_run, len(street.lanes), traffic.served_lanes, variety),
+            [0] * len(street.lanes)  # a static UE: every lane carries blockers only
+            if traffic.static_ue.enabled
+            else _served_lanes(traffic.served_per_run, len(street.lanes), traffic.served_lanes, variety),
         )
     ):
         n = traffic.vehicles_per_lane
@@ -236,6 +253,12 @@ def make_run(
                     served=j in served_slots,
                 )
             )
+    if traffic.static_ue.enabled:
+        vehicle, centre = parked_ue_vehicle(traffic, len(vehicles), kind_sizes)
+        vehicles.append(vehicle)
+        positions.append(np.broadcast_to(centre, (frames, 3)).copy())
+        velocities.append(np.zeros((frames, 3)))
+        yaws.append(0.0)
     camera = config.sensors.camera
     night = camera.lighting == "night" or (
         camera.lighting == "mixed"
