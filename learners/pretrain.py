@@ -5,6 +5,13 @@ frozen backbone (`BeamPredictor.backbone_prefixes`).
 Every stage epoch prints the training loss and the validation loss with its terms (on windows of the
 same kind from the validation drives); the entries go into the checkpoint's `pretraining` history.
 The same seed gives the same drive shares, windows, batches and noise, hence the same weights.
+
+Command line (the options of learners.train; the head is not trained):
+
+    python -m learners.pretrain model=wmfm scenario=urban_street
+
+writes a checkpoint of the pretrained model whose encoders a head variant loads with
+`python -m learners.train model=wmfm_los train.init_from=<folder>`.
 """
 
 from __future__ import annotations
@@ -125,3 +132,40 @@ def _stage_line(kind: str, stage: PretrainStage, entry: dict[str, Any]) -> str:
     if val:
         line += f" | val loss {val.pop('loss'):.3f}, " + ", ".join(f"{k} {v:.3f}" for k, v in val.items())
     return line
+
+
+def _task(cfg: Any) -> None:
+    from pathlib import Path
+
+    from learners.train import _config_from_hydra, fit
+    from twin.dataset.resolve import resolve_store
+    from twin.errors import ConfigError
+
+    config = _config_from_hydra(cfg)
+    resolved = resolve_store(cfg, progress=cfg.progress)
+    preset = config.options.get("preset")
+    folder = cfg.get("checkpoint_dir") or Path("outputs/checkpoints") / resolved.slug / (
+        config.model + (f"-{preset}" if preset else "") + "-pretrained"
+    )
+    print(f"dataset        {resolved.path}")
+    result = fit(resolved.path, config, folder, progress=cfg.progress, head=False)
+    if not result.checkpoint or not read_pretraining(result.checkpoint):
+        raise ConfigError(f"model.name = {config.model!r}: has no pretraining stages to run")
+    print(f"pretrained     {config.model} in {result.seconds:.1f} s")
+    print(f"checkpoint     {result.checkpoint}")
+
+
+def read_pretraining(checkpoint: Any) -> list[dict[str, Any]]:
+    from learners.checkpoint import read_config
+
+    return list(read_config(checkpoint).get("pretraining") or [])
+
+
+def _main() -> None:
+    from twin.cli import entry_point, run_task
+
+    entry_point(run_task(_task))()
+
+
+if __name__ == "__main__":
+    _main()

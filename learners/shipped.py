@@ -45,6 +45,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "data": {"stride": 4},
     },
+    # Contrastive pretraining of the camera and channel encoders (InfoNCE, batch 64 as the paper),
+    # then the beam head on the frozen encoders; one frame per sample (the channel of that frame).
+    "wmfm": {
+        "options": {"preset": "tiny", "pretrain_epochs": 10},
+        "epochs": 30,
+        "batch_size": 64,
+        "data": {"history": 1},
+    },
 }
 _RUN = re.compile(r"^run(\d+)-")
 

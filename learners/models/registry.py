@@ -107,6 +107,10 @@ class BeamPredictor(nn.Module):
         """Parameter-name prefixes frozen for the head stage after pretraining."""
         return ()
 
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes frozen from the start (a head on encoders loaded by init_from)."""
+        return ()
+
     def aligned_fraction(self) -> float:
         """Share of the training drives whose windows aligned stages see (the rest: unaligned ones)."""
         return 1.0

@@ -33,7 +33,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def observation_array(modality: str, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Store field → (observation array, per-frame usable flag), in the dtypes the spaces declare."""
     usable = np.ones(raw.shape[0], bool)
-    if modality == "radar":  # complex64 cube → float32 (..., 2) real/imag (Box spaces are real)
+    if modality in ("radar", "channel"):  # complex64 → float32 (..., 2) real/imag (Box spaces are real)
         data = np.ascontiguousarray(raw, np.complex64).view(np.float32).reshape(*raw.shape, 2)
     elif modality == "gps":  # NaN before the first fix: not usable yet
         usable = ~np.isnan(raw).any(axis=1)
