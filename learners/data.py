@@ -269,8 +269,11 @@ class WindowDataset(Dataset):
             "target": torch.from_numpy(drive.best[target_index]),
             "target_mask": torch.from_numpy(target_valid),
             "target_rsrp": torch.from_numpy(drive.rsrp[target_index]),
-            **({"labels": {k: torch.from_numpy(v[target_index]) for k, v in drive.labels.items()}}
-               if drive.labels else {}),  # fmt: skip
+            **(
+                {"labels": {k: torch.from_numpy(v[target_index]) for k, v in drive.labels.items()}}
+                if drive.labels
+                else {}
+            ),  # fmt: skip
             "drive": d,
             "frame": t,
         }

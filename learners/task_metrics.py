@@ -28,7 +28,9 @@ def balanced_accuracy(predicted: np.ndarray, truth: np.ndarray, classes: int) ->
 
 
 @torch.no_grad()
-def retrieval_topk(query: torch.Tensor, keys: torch.Tensor, ks: tuple[int, ...], pool: int) -> dict[int, float]:
+def retrieval_topk(
+    query: torch.Tensor, keys: torch.Tensor, ks: tuple[int, ...], pool: int
+) -> dict[int, float]:
     """Instance retrieval: in consecutive pools of `pool` pairs, the share of queries whose own key
     (same row) is among the k most cosine-similar keys of the pool (chance k / pool). Pools shorter
     than `pool` at the end are dropped, so chance is the same for every query."""

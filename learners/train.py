@@ -307,7 +307,9 @@ def _improves(key: tuple[float, float], best: tuple[float, float]) -> bool:
 def _epoch_line(model: str, entry: dict[str, Any]) -> str:
     line = f"{model} epoch {entry['epoch']}: train loss {entry['train_loss']:.3f}"
     if entry.get("samples") and "score" in entry:  # a task head: its scalar metrics
-        scalars = {k: v for k, v in entry.items() if isinstance(v, float) and k not in ("train_loss", "score")}
+        scalars = {
+            k: v for k, v in entry.items() if isinstance(v, float) and k not in ("train_loss", "score")
+        }
         return line + " | val " + ", ".join(f"{k} {v:.3f}" for k, v in scalars.items())
     if entry.get("samples"):
         line += (

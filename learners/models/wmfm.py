@@ -173,7 +173,9 @@ class WMFM(PresetModel):
             )
             self.camera_projection = projection_head(o.dim, o.projection)
         if "channel" in self.names:
-            self.channel_encoder = ChannelEncoder(context.shapes["channel"], o.channel_widths, o.channel_hidden, o.dim)
+            self.channel_encoder = ChannelEncoder(
+                context.shapes["channel"], o.channel_widths, o.channel_hidden, o.dim
+            )
             self.channel_projection = projection_head(o.dim, o.projection)
         outputs = {"beam": context.future * context.num_beams, "los": 2, "loc": 1 + LANES + KINDS}[self.TASK]
         self.head = FusionHead(self.names, o.dim, o.head_width, outputs)

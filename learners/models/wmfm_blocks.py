@@ -85,7 +85,9 @@ class ImageEncoder(nn.Module):
             )
         else:
             self.stem = nn.Sequential(
-                nn.Conv2d(3, stem_width, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True)
+                nn.Conv2d(3, stem_width, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(stem_width),
+                nn.ReLU(inplace=True),
             )
         block = Bottleneck if bottleneck else BasicBlock
         layers: list[nn.Module] = []
@@ -111,7 +113,11 @@ class ChannelEncoder(nn.Module):
         layers: list[nn.Module] = []
         channels = shape[0]
         for width in widths:
-            layers += [nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.convs = nn.Sequential(*layers)
         flat = channels * shape[1] * shape[2]
