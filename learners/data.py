@@ -18,7 +18,8 @@ Frames before the drive's start are zero with mask 0, so windows exist from the 
 Sample layout (batched by the default collate into (B, ...) tensors):
     {"inputs": {name: (H, ...) float32 | (H,) int64}, "masks": {name: (H,) bool},
      "target": (F,) int64, "target_mask": (F,) bool, "target_rsrp": (F, K) float32,
-     "labels": {name: (F,)}, "drive": int, "frame": int[, "future_inputs": {name: (F−1, ...)}, "future_masks": {...}]}
+     "labels": {name: (F,)}, "drive": int, "frame": int[, "future_inputs": {name: (F−1, ...)},
+     "future_masks": {...}]}
 
 Drives are split into training and validation by *run* (drives of a twin run share the base
 station's camera, LiDAR and radar frames, so splitting them would leak scenes) or by drive; never by
@@ -262,6 +263,7 @@ class WindowDataset(Dataset):
             inputs["beam_rsrp"] = torch.from_numpy(beam_rsrp)
             masks[RF_INPUT] = torch.from_numpy(mask)
         target_index, target_valid = _frames(t, 0, c.future, length)
+        labels = {k: torch.from_numpy(v[target_index]) for k, v in drive.labels.items()}
         return {
             **sample,
             "inputs": inputs,
@@ -269,11 +271,7 @@ class WindowDataset(Dataset):
             "target": torch.from_numpy(drive.best[target_index]),
             "target_mask": torch.from_numpy(target_valid),
             "target_rsrp": torch.from_numpy(drive.rsrp[target_index]),
-            **(
-                {"labels": {k: torch.from_numpy(v[target_index]) for k, v in drive.labels.items()}}
-                if drive.labels
-                else {}
-            ),  # fmt: skip
+            **({"labels": labels} if labels else {}),
             "drive": d,
             "frame": t,
         }
