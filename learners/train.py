@@ -16,7 +16,7 @@ same data.
 Frozen backbone plus head (for pretrained encoders): `init_from=<checkpoint>` loads every tensor whose
 name and shape match, and `freeze=[prefix, ...]` keeps parameters under those name prefixes fixed
 (their batch-norm statistics too). A model with pretraining stages (VI-PoE) runs them first
-(learners.pretrain, each with its own progress and validation lines), then trains its head here on
+(learners.stages, each with its own progress and validation lines), then trains its head here on
 the frozen backbone; the epochs, learning rate and loss of this file are the head's.
 """
 
@@ -44,7 +44,7 @@ from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.optimisation import Optimisation, batches
 from learners.preprocess import PreprocessConfig, preprocess_config
-from learners.pretrain import run_stages
+from learners.stages import run_stages
 from twin.errors import ConfigError
 from twin.progress import progress_bar
 from twin.validation import at_least, between, build, one_of, spec, to_dict
@@ -215,7 +215,7 @@ def fit(
 ) -> TrainResult:
     """Train, validate every epoch, save the chosen weights to `checkpoint_dir`. `frames` reuses data
     already loaded for the same inputs and preprocessing; `head=False` stops after the pretraining
-    stages (learners.pretrain's command line)."""
+    stages (the command line of learners.pretrain)."""
     start = time.perf_counter()
     config = train_config(config)
     seed_everything(config.seed)

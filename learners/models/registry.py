@@ -37,7 +37,7 @@ class ModelContext:
 
 @dataclass(frozen=True)
 class PretrainStage:
-    """A representation-learning stage a model runs before its supervised head (learners.pretrain):
+    """A representation-learning stage a model runs before its supervised head (learners.stages):
     its own objective (`BeamPredictor.stage_loss`), epochs and learning rate, on windows whose
     sensor inputs are `unpaired` (each from another window) or `aligned`, from the training drives
     of the model's `aligned` share, the rest (`unaligned`, all when there is no rest) or `all`."""

@@ -1,7 +1,7 @@
 """WMFM: the contrastive wireless multimodal foundation model, after
 shared/papers/wmfm-wireless-multimodal-foundation-model.txt (§IV, §VII; reading notes NOTES.md §3).
 
-- Stage 1 (self-supervised, learners.pretrain): an image encoder (own ResNet, random init) and a
+- Stage 1 (self-supervised, learners.stages): an image encoder (own ResNet, random init) and a
   convolutional channel encoder map the base station's camera frame and the uplink channel estimate
   `h` of the same frame to d-dimensional embeddings; projection heads (used only here) map both into
   the space where the symmetric InfoNCE (eq. 6, τ = 0.1) pulls each pair together and pushes the
@@ -181,7 +181,7 @@ class WMFM(PresetModel):
         self.head = FusionHead(self.names, o.dim, o.head_width, outputs)
         self.register_buffer("alpha", torch.tensor([o.nlos_alpha, 1 - o.nlos_alpha]), persistent=False)
 
-    # --- learners.pretrain / learners.train hooks --------------------------------------------------
+    # --- learners.stages / learners.train hooks ----------------------------------------------------
 
     def pretraining_stages(self) -> tuple[PretrainStage, ...]:
         if self.options.pretrain_epochs == 0 or len(self.names) < 2:

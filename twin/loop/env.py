@@ -65,8 +65,8 @@ class BeamSelectionEnv(gym.Env):
         self.penalize_overhead = bool(penalize_overhead)
         replay = load_drives(store)
         context = replay.context
-        if modalities is None:
-            modalities = context.sensors
+        if modalities is None:  # the channel estimate is opt-in: its SRS costs airtime in every frame
+            modalities = tuple(m for m in context.sensors if m != "channel")
         for i, m in enumerate(modalities):
             if m not in SENSOR_MODALITIES:
                 raise ConfigError(

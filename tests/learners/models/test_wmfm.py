@@ -182,3 +182,17 @@ def test_one_line_config_errors() -> None:
         train_config({"model": "wmfm_los", "options": {"preset": "huge"}})
     with pytest.raises(ConfigError, match=r"image_blocks = \[1\]: expected one count per width"):
         train_config({"model": "wmfm", "options": {"image_blocks": [1]}})
+
+
+def test_observing_the_channel_costs_one_srs_slot_per_frame(tiny_store: Path) -> None:
+    from twin.loop.env import BeamSelectionEnv
+
+    plain = BeamSelectionEnv(tiny_store, modalities=["gps"])
+    assert "channel" not in BeamSelectionEnv(tiny_store).modalities  # opt-in
+    env = BeamSelectionEnv(tiny_store, modalities=["channel"], beam_measurement_s=1e-4)
+    obs, _ = env.reset(options={"episode": 0, "fault_seed": 0})
+    assert obs["channel"].shape == (env.context.array.num_elements, 2) and obs["channel"].dtype == np.float32
+    plain.reset(options={"episode": 0, "fault_seed": 0})
+    _, _, _, _, info = env.step(0)
+    _, _, _, _, plain_info = plain.step(0)
+    assert info["overhead"] == pytest.approx(1e-4 * env.context.frame_rate_hz) and plain_info["overhead"] == 0
