@@ -47,7 +47,7 @@ from learners.preprocess import (
     rsrp_normalised,
 )
 from twin.errors import ConfigError
-from twin.modalities import MODALITY_FIELD
+from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
 from twin.store import TwinStore
 from twin.store.deployment import Deployment, read_deployment
 from twin.store.sensors import SensorReader

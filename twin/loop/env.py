@@ -33,7 +33,7 @@ from twin.errors import ConfigError, UsageError
 from twin.loop.drives import RSRP_FLOOR_DBM, Drive, ReplaySet, TwinContext, load_drives
 from twin.loop.faults import STREAM_MEASUREMENT, DropoutSchedule, blocked_sweeps, corrupt, schedules, stream
 from twin.loop.metrics import rate
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.radio.codebook import MAX_RSRP_DBM
 from twin.scenario.faults import FaultsConfig, faults_from
 

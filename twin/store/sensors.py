@@ -1,6 +1,6 @@
 """Sensor observations read from a store, one way for the environment and for training.
 
-A modality's stored field (twin.modalities.MODALITY_FIELD) becomes the observation array the
+A modality's stored field (twin.observations.OBSERVED_FIELD) becomes the observation array the
 environment's spaces declare: radar complex64 cubes as float32 (..., 2) real/imaginary parts, GPS
 with NaN before the first fix zeroed and flagged unusable, LiDAR padding finite. Arrays a run's drives
 share (soft links to `/runs/<run>/<field>`) are read and converted once and come back as the same
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from twin.modalities import MODALITY_FIELD
+from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
 
 
 @dataclass(frozen=True)
