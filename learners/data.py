@@ -10,13 +10,16 @@ sees in the environment at that frame:
   random while training (`served_noise`) so that a model also learns from feedback on a wrong beam,
   as it will get in closed loop;
 - targets: the best beams of frames t … t+F−1, their masks (frames past the drive's end are masked)
-  and the normalised RSRP sweeps of those frames.
+  and the normalised RSRP sweeps of those frames; `labels` of those frames for task heads (WMFM):
+  `los` (LoS path present), `x` (the UE's position along the street, m), `lane` (its lane index)
+  and `kind` (index of its vehicle kind in VEHICLE_KINDS, −1 when unknown).
 Frames before the drive's start are zero with mask 0, so windows exist from the first frame on.
 
 Sample layout (batched by the default collate into (B, ...) tensors):
     {"inputs": {name: (H, ...) float32 | (H,) int64}, "masks": {name: (H,) bool},
      "target": (F,) int64, "target_mask": (F,) bool, "target_rsrp": (F, K) float32,
-     "drive": int, "frame": int[, "future_inputs": {name: (F−1, ...)}, "future_masks": {...}]}
+     "labels": {name: (F,)}, "drive": int, "frame": int[, "future_inputs": {name: (F−1, ...)},
+     "future_masks": {...}]}
 
 Drives are split into training and validation by *run* (drives of a twin run share the base
 station's camera, LiDAR and radar frames, so splitting them would leak scenes) or by drive; never by
@@ -44,12 +47,13 @@ from learners.preprocess import (
     rsrp_normalised,
 )
 from twin.errors import ConfigError
-from twin.modalities import MODALITY_FIELD
+from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
 from twin.store import TwinStore
 from twin.store.deployment import Deployment, read_deployment
 from twin.store.sensors import SensorReader
 from twin.validation import between, build, one_of, spec, to_dict
 
+VEHICLE_KINDS = ("car", "van", "bus")  # the twin's vehicle kinds (twin.scenario.config), class order
 RF_INPUT = "beams"  # the RF history input; its values ride along as inputs["beam_rsrp"]
 INPUTS = (*SENSOR_INPUTS, RF_INPUT)
 
@@ -86,6 +90,7 @@ class DriveFrames:
     masks: dict[str, np.ndarray]  # name → (T,) bool
     best: np.ndarray  # (T,) int64 label beam
     rsrp: np.ndarray  # (T, K) float32 normalised measured RSRP (feedback of any beam)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # per frame: los, x, lane, kind
 
     @property
     def num_frames(self) -> int:
@@ -149,10 +154,26 @@ def load_frames(
                     masks=masks,
                     best=_labels(group[truth][()], measured),
                     rsrp=rsrp_normalised(measured, deployment.noise_power_dbm, preprocess),
+                    labels=_task_labels(group, len(measured)),
                 )
             )
     shapes = {name: preprocessor.shape(name) for name in sources}
     return FrameSet(str(path), deployment, drives, tuple(inputs), shapes)
+
+
+def _task_labels(group: h5py.Group, frames: int) -> dict[str, np.ndarray]:
+    """Per-frame labels of the task heads, those the episode has (twin stores have all four)."""
+    out: dict[str, np.ndarray] = {}
+    if "los" in group:
+        out["los"] = group["los"][()].astype(np.int64)
+    if "ue_pos" in group:
+        out["x"] = group["ue_pos"][:, 0].astype(np.float32)
+    if "lane" in group.attrs:
+        out["lane"] = np.full(frames, int(group.attrs["lane"]), np.int64)
+    if "kind" in group.attrs:
+        kind = str(group.attrs["kind"])
+        out["kind"] = np.full(frames, VEHICLE_KINDS.index(kind) if kind in VEHICLE_KINDS else -1, np.int64)
+    return out
 
 
 def input_fields(inputs: Sequence[str], preprocess: PreprocessConfig) -> dict[str, str]:
@@ -242,6 +263,7 @@ class WindowDataset(Dataset):
             inputs["beam_rsrp"] = torch.from_numpy(beam_rsrp)
             masks[RF_INPUT] = torch.from_numpy(mask)
         target_index, target_valid = _frames(t, 0, c.future, length)
+        labels = {k: torch.from_numpy(v[target_index]) for k, v in drive.labels.items()}
         return {
             **sample,
             "inputs": inputs,
@@ -249,6 +271,7 @@ class WindowDataset(Dataset):
             "target": torch.from_numpy(drive.best[target_index]),
             "target_mask": torch.from_numpy(target_valid),
             "target_rsrp": torch.from_numpy(drive.rsrp[target_index]),
+            **({"labels": labels} if labels else {}),
             "drive": d,
             "frame": t,
         }

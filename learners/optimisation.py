@@ -1,6 +1,6 @@
 """One epoch of optimisation at a time: AdamW, the learning-rate schedule, modality dropout and a loss
 (the focal loss on beam logits unless a stage brings its own). Shared by the supervised trainer
-(learners.train) and the pretraining stages (learners.pretrain)."""
+(learners.train) and the pretraining stages (learners.stages)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ float32 array a network reads.
   the ellipsoid's radii at the origin (exact to millimetres over a street), as (x, y) / scale plus
   the sine and cosine of the UE's azimuth from boresight: the sine is the array angle's sine, which
   a geometric beam would use;
+- channel: the uplink channel estimate `h` (N antennas, complex) → (2, N, 1), real then imaginary
+  parts, in units of one global gain `channel_ref_db` (not per frame: the path gain tells LoS from
+  non-LoS and near from far);
 - RSRP: (RSRP − noise power) / scale, i.e. SNR in units of `rsrp_scale_db`.
 
 The same functions serve training (frames read from the store) and the policy adapter (frames from
@@ -36,7 +39,8 @@ from twin.sensors.radar import range_doppler_angle
 from twin.store.deployment import Deployment
 from twin.validation import at_least, between, build, each_between, one_of, spec, to_dict
 
-SENSOR_INPUTS = RECORDED_SENSORS  # model inputs computed from sensors
+CHANNEL_INPUT = "channel"  # the base station's uplink channel estimate (not a recorded sensor)
+SENSOR_INPUTS = (*RECORDED_SENSORS, CHANNEL_INPUT)  # model inputs computed from observations
 GPS_FEATURES = 4  # x / scale, y / scale, sin(azimuth), cos(azimuth)
 CAMERA_MEAN, CAMERA_STD = 0.5, 0.25
 WGS84_A = 6_378_137.0
@@ -66,6 +70,7 @@ class PreprocessConfig:
     gps_source: str = spec("gps", check=one_of("gps", "position"))  # position: the stored ue_pos
     gps_scale_m: float = spec(30.0, check=at_least(0.1))
     rsrp_scale_db: float = spec(20.0, check=at_least(0.1))
+    channel_ref_db: float = spec(-80.0, check=between(-300, 100))  # |h|² of one unit (urban_street ≈ −80)
 
     def to_json(self) -> dict[str, Any]:
         return to_dict(self)
@@ -248,6 +253,15 @@ def rsrp_normalised(
 # --- one entry point per input ---------------------------------------------------------------------
 
 
+def channel_input(raw: np.ndarray, ref_db: float) -> np.ndarray:
+    """(N, 2) real/imaginary observation (or (N,) complex) → (2, N, 1) in units of 10^(ref_db/20)."""
+    values = np.asarray(raw)
+    if np.iscomplexobj(values):
+        values = np.stack([values.real, values.imag], -1)
+    scale = 10 ** (-ref_db / 20)
+    return (np.moveaxis(values.reshape(-1, 2), -1, 0)[..., None] * scale).astype(np.float32)
+
+
 def input_source(name: str, config: PreprocessConfig) -> str:
     """The observation modality an input is computed from (GPS may come from the ideal position)."""
     if name == "gps":
@@ -287,6 +301,8 @@ class Preprocessor:
             return (1, *(c.bev_size if c.lidar_view == "bev" else c.depth_size))
         if name == "gps":
             return (GPS_FEATURES,)
+        if name == CHANNEL_INPUT:
+            return (2, self.deployment.num_antennas, 1)
         raise ConfigError(f"unknown model input {name!r}; sensor inputs: {', '.join(SENSOR_INPUTS)}")
 
     def frame(self, name: str, raw: np.ndarray) -> np.ndarray:
@@ -304,6 +320,8 @@ class Preprocessor:
             return lidar_depth(raw, self._lidar, c)
         if name == "gps":
             return gps_features(raw, self.deployment, c)
+        if name == CHANNEL_INPUT:
+            return channel_input(raw, c.channel_ref_db)
         raise ConfigError(f"unknown model input {name!r}; sensor inputs: {', '.join(SENSOR_INPUTS)}")
 
     def frames(self, name: str, raw: np.ndarray) -> np.ndarray:

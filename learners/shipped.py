@@ -49,6 +49,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "data": {"stride": 4},
     },
+    # Contrastive pretraining of the camera and channel encoders (InfoNCE, batch 64 as the paper),
+    # then the beam head on the frozen encoders; one frame per sample (the channel of that frame).
+    "wmfm": {
+        "options": {"preset": "tiny", "pretrain_epochs": 10},
+        "epochs": 30,
+        "batch_size": 64,
+        "data": {"history": 1},
+    },
 }
 # Variants derived from a shipped family's checkpoint instead of trained anew, named after the policy
 # that runs them (learners.policy); their checkpoints are of the family's kind. The pruned

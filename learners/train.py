@@ -16,7 +16,7 @@ same data.
 Frozen backbone plus head (for pretrained encoders): `init_from=<checkpoint>` loads every tensor whose
 name and shape match, and `freeze=[prefix, ...]` keeps parameters under those name prefixes fixed
 (their batch-norm statistics too). A model with pretraining stages (VI-PoE) runs them first
-(learners.pretrain, each with its own progress and validation lines), then trains its head here on
+(learners.stages, each with its own progress and validation lines), then trains its head here on
 the frozen backbone; the epochs, learning rate and loss of this file are the head's.
 """
 
@@ -44,7 +44,7 @@ from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.optimisation import Optimisation, batches
 from learners.preprocess import PreprocessConfig, preprocess_config
-from learners.pretrain import run_stages
+from learners.stages import run_stages
 from twin.errors import ConfigError
 from twin.progress import progress_bar
 from twin.validation import at_least, between, build, one_of, spec, to_dict
@@ -201,7 +201,8 @@ def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _
     model: BeamPredictor = cls(options, context)
     if config.init_from:
         _init_from(model, config.init_from)
-    return _Setup(model, frames, train_ids, val_ids, _freeze(model, tuple(config.freeze)))
+    frozen = _freeze(model, (*config.freeze, *model.frozen_prefixes()))
+    return _Setup(model, frames, train_ids, val_ids, frozen)
 
 
 def fit(
@@ -210,9 +211,11 @@ def fit(
     checkpoint_dir: str | Path,
     progress: bool = True,
     frames: FrameSet | None = None,
+    head: bool = True,
 ) -> TrainResult:
     """Train, validate every epoch, save the chosen weights to `checkpoint_dir`. `frames` reuses data
-    already loaded for the same inputs and preprocessing."""
+    already loaded for the same inputs and preprocessing; `head=False` stops after the pretraining
+    stages (the command line of learners.pretrain)."""
     start = time.perf_counter()
     config = train_config(config)
     seed_everything(config.seed)
@@ -227,12 +230,18 @@ def fit(
     train_set = WindowDataset(setup.frames, setup.train_ids, data, training=True, seed=config.seed)
     val_set = WindowDataset(setup.frames, setup.val_ids, data, training=False)
     val_loader = batches(val_set, max(config.batch_size, 64), False, config.seed)
-    validate = (lambda: evaluate_offline(model, val_loader)) if len(val_set) else dict
+    task_metrics = getattr(model, "evaluate_task", None)  # a non-beam head's own metrics (WMFM)
+    if task_metrics is not None:
+        validate = (lambda: task_metrics(val_loader)) if len(val_set) else dict
+    else:
+        validate = (lambda: evaluate_offline(model, val_loader)) if len(val_set) else dict
     deadline = start + config.time_budget_s if config.time_budget_s else None
     history: list[dict[str, Any]] = []
     chosen: dict[str, Any] = {}
     stopped, samples_per_s = "epochs", float("nan")
-    if not model.trainable or config.epochs == 0 or len(train_set) == 0:
+    if not head:
+        stopped = "pretraining only"
+    elif not model.trainable or config.epochs == 0 or len(train_set) == 0:
         stopped, chosen = "nothing to train", validate()
     else:
         run = Optimisation(model, config, math.ceil(len(train_set) / config.batch_size))
@@ -280,9 +289,10 @@ def fit(
 
 
 def _monitored(metrics: dict[str, Any], train_loss: float) -> tuple[float, float]:
-    """(score, loss) the early stopping watches: validation DBA and loss, else the training loss."""
+    """(score, loss) the early stopping watches: validation DBA (or a task head's `score`) and loss,
+    else the training loss."""
     if metrics.get("samples"):
-        return metrics["dba"], metrics["loss"]
+        return metrics.get("score", metrics.get("dba")), metrics["loss"]
     return 0.0, train_loss
 
 
@@ -296,6 +306,11 @@ def _improves(key: tuple[float, float], best: tuple[float, float]) -> bool:
 
 def _epoch_line(model: str, entry: dict[str, Any]) -> str:
     line = f"{model} epoch {entry['epoch']}: train loss {entry['train_loss']:.3f}"
+    if entry.get("samples") and "score" in entry:  # a task head: its scalar metrics
+        scalars = {
+            k: v for k, v in entry.items() if isinstance(v, float) and k not in ("train_loss", "score")
+        }
+        return line + " | val " + ", ".join(f"{k} {v:.3f}" for k, v in scalars.items())
     if entry.get("samples"):
         line += (
             f" | val loss {entry['loss']:.3f}, top-1 {entry['top1']:.3f}, top-3 {entry['top3']:.3f}, "
@@ -434,7 +449,10 @@ def _describe(result: TrainResult, config: TrainConfig) -> str:
         )
     if not math.isnan(result.samples_per_s):
         lines.append(f"throughput     {result.samples_per_s:.0f} training samples/s")
-    if m.get("samples"):
+    if m.get("samples") and "score" in m:
+        scalars = {k: v for k, v in m.items() if isinstance(v, float) and k != "score"}
+        lines.append("validation     " + ", ".join(f"{k} {v:.3f}" for k, v in scalars.items()))
+    elif m.get("samples"):
         lines.append(
             f"validation     top-1 {m['top1']:.3f}, top-3 {m['top3']:.3f}, DBA {m['dba']:.3f}, "
             f"distance {m['distance']:.2f} beams ({m['samples']} windows)"

@@ -37,7 +37,7 @@ class ModelContext:
 
 @dataclass(frozen=True)
 class PretrainStage:
-    """A representation-learning stage a model runs before its supervised head (learners.pretrain):
+    """A representation-learning stage a model runs before its supervised head (learners.stages):
     its own objective (`BeamPredictor.stage_loss`), epochs and learning rate, on windows whose
     sensor inputs are `unpaired` (each from another window) or `aligned`, from the training drives
     of the model's `aligned` share, the rest (`unaligned`, all when there is no rest) or `all`."""
@@ -105,6 +105,10 @@ class BeamPredictor(nn.Module):
 
     def backbone_prefixes(self) -> tuple[str, ...]:
         """Parameter-name prefixes frozen for the head stage after pretraining."""
+        return ()
+
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes frozen from the start (a head on encoders loaded by init_from)."""
         return ()
 
     def aligned_fraction(self) -> float:

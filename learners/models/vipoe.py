@@ -13,7 +13,7 @@ window: a shared latent z_t^s, a private latent z_t^{p,m} per modality and a rec
   posterior is exactly that of the product without it. Private latents are never fused.
 - Loss (50): −ELBO (49) + λ_enc R_enc (41) + λ_dec R_dec (39); R_enc = Σ_m KL(q_m(z^s) ‖ q_PoE(z^s)),
   R_dec = Σ_{m≠n} ‖Ĉov(r^m, r^n)‖²_F over the batch of decoder residuals r^m = x^m − μ_θ^m.
-- Training (Remark 2), run by learners.pretrain: Stage I, the unimodal ELBO of every modality on
+- Training (Remark 2), run by learners.stages: Stage I, the unimodal ELBO of every modality on
   unpaired windows (each modality from another window; λ = 0); Stage II, the full loss on aligned
   windows with λ raised by a schedule; then the task head, a 4-layer GELU MLP over the window's
   concatenated E[z_t^s] and h_t (56–58) and, by default (`head_inputs`), every modality's E[z_t^{p,m}],
@@ -476,7 +476,7 @@ class VIPoE(PresetModel):
         layers.append(nn.Linear(width, context.future * context.num_beams))
         self.head = nn.Sequential(*layers)
 
-    # --- the interface of learners.pretrain --------------------------------------------------------
+    # --- the interface of learners.stages --------------------------------------------------------
 
     def pretraining_stages(self) -> tuple[PretrainStage, ...]:
         o = self.options

@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 
 from twin.errors import ConfigError
-from twin.modalities import MODALITY_FIELD, SENSOR_MODALITIES
+from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.scenario.config import GeodeticOrigin
 from twin.store import TwinStore

@@ -5,7 +5,9 @@ Contract (DESIGN.md): action = beam index, Discrete(K). Observation = Dict of
   rsrp      (1,) float32  the RSRP measured on it, dBm (the only RF feedback a deployed link has)
   mask      MultiBinary   1 + one per modality, in `mask_names` order: feedback valid, then each
                           sensor usable this frame (0 when missing, in a GPS outage or before a fix)
-  camera, lidar, radar, gps, position   the enabled sensor modalities of the store (see README)
+  camera, lidar, radar, gps, position, channel   the enabled sensor modalities of the store (see
+                          README); `channel` (N, 2) float32 is the uplink channel estimate `h` of
+                          the frame, real/imaginary parts: its SRS costs one measurement slot a frame
 and, in the probing variant, `probe` (K,) float32: the beams probed in the previous frame (-300 dBm
 where not probed). Reward = achievable rate log2(1 + SNR) of the served beam under the noiseless
 (faulted) truth; with `penalize_overhead` it is scaled by (1 - beam-sweep overhead). `info` carries
@@ -31,7 +33,7 @@ from twin.errors import ConfigError, UsageError
 from twin.loop.drives import RSRP_FLOOR_DBM, Drive, ReplaySet, TwinContext, load_drives
 from twin.loop.faults import STREAM_MEASUREMENT, DropoutSchedule, blocked_sweeps, corrupt, schedules, stream
 from twin.loop.metrics import rate
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.radio.codebook import MAX_RSRP_DBM
 from twin.scenario.faults import FaultsConfig, faults_from
 
@@ -63,8 +65,8 @@ class BeamSelectionEnv(gym.Env):
         self.penalize_overhead = bool(penalize_overhead)
         replay = load_drives(store)
         context = replay.context
-        if modalities is None:
-            modalities = context.sensors
+        if modalities is None:  # the channel estimate is opt-in: its SRS costs airtime in every frame
+            modalities = tuple(m for m in context.sensors if m != "channel")
         for i, m in enumerate(modalities):
             if m not in SENSOR_MODALITIES:
                 raise ConfigError(
@@ -77,6 +79,8 @@ class BeamSelectionEnv(gym.Env):
         self.mask_names: tuple[str, ...] = ("rsrp", *self.modalities)
         self._drives = _select(replay.drives, episodes)
         self._slot_fraction = self.beam_measurement_s * context.frame_rate_hz
+        # Observing the uplink channel estimate needs the UE's SRS in every frame: one slot of airtime.
+        self._srs_slots = 1 if "channel" in self.modalities else 0
         k = context.num_beams
         self.action_space = spaces.Discrete(k)
         self.observation_space = spaces.Dict(self._spaces(k))
@@ -237,7 +241,7 @@ class BeamSelectionEnv(gym.Env):
             raise RuntimeError("episode is over; call reset()")
         k = int(self._beam_indices(action, "action", scalar=True))
         snr_rows, measured_rows, oracle, oracle_snr, oracle_rate, best, blocked, labels = self._rows
-        overhead = min(1.0, self._probes[t] * self._slot_fraction)
+        overhead = min(1.0, (self._probes[t] + self._srs_slots) * self._slot_fraction)
         snr = snr_rows[t][k]
         rate = math.log2(1 + 10 ** (snr / 10))
         effective = rate * (1 - overhead)

@@ -36,7 +36,7 @@ from twin.loop.lockstep import EnvLanes, rollout_batch
 from twin.loop.metrics import METRIC_NAMES, Estimate, FrameRecord, aggregate, frame_metrics, unit_sums
 from twin.loop.policies import Policy, available_policies, make_policy, policy_entry
 from twin.loop.rollout import rollout
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.progress import progress_bar
 from twin.scenario.faults import NO_FAULTS, FaultsConfig, describe
 from twin.validation import at_least, between, build, each_between, spec

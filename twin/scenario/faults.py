@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.validation import at_least, between, build, one_of, ordered_pair, spec
 
 DROPOUT_MODES = ("missing", "frozen", "noisy", "partial")

@@ -1,6 +1,6 @@
 """Sensor observations read from a store, one way for the environment and for training.
 
-A modality's stored field (twin.modalities.MODALITY_FIELD) becomes the observation array the
+A modality's stored field (twin.observations.OBSERVED_FIELD) becomes the observation array the
 environment's spaces declare: radar complex64 cubes as float32 (..., 2) real/imaginary parts, GPS
 with NaN before the first fix zeroed and flagged unusable, LiDAR padding finite. Arrays a run's drives
 share (soft links to `/runs/<run>/<field>`) are read and converted once and come back as the same
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from twin.modalities import MODALITY_FIELD
+from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def observation_array(modality: str, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Store field → (observation array, per-frame usable flag), in the dtypes the spaces declare."""
     usable = np.ones(raw.shape[0], bool)
-    if modality == "radar":  # complex64 cube → float32 (..., 2) real/imag (Box spaces are real)
+    if modality in ("radar", "channel"):  # complex64 → float32 (..., 2) real/imag (Box spaces are real)
         data = np.ascontiguousarray(raw, np.complex64).view(np.float32).reshape(*raw.shape, 2)
     elif modality == "gps":  # NaN before the first fix: not usable yet
         usable = ~np.isnan(raw).any(axis=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 
 STREAM_BLOCKAGE = 0
 STREAM_MEASUREMENT = 1

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from twin.loop.drives import TwinContext
-from twin.modalities import SENSOR_MODALITIES
+from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 
 Decision = int | np.integer | np.ndarray | list[int] | tuple[int, ...]
 
