@@ -1,7 +1,7 @@
 """Small pretrained checkpoints that ship with the project, one per predictor family and scenario.
 
     python -m learners.shipped scenario=urban_street          # retrain every family, write assets/
-    python -m learners.shipped scenario=urban_street +families=[gru]   # retrain some of them
+    python -m learners.shipped scenario=urban_street families=[gru]   # retrain some of them
 
 They live in `assets/checkpoints/<scenario>/<model>/` (safetensors + config.json, a few MB in all) and
 are trained on twin drives of the scenario whose runs start at `TRAINING_FIRST_RUN`, so they never
@@ -44,6 +44,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "options": {"preset": "tiny", "stage1_epochs": 2, "stage2_epochs": 2},
         "epochs": 30,
         "data": {"stride": 4},
+    },
+    # The JEPA world model: pretraining on 8 past + 5 future frames, then its heads on the frozen
+    # backbone; every second anchor.
+    "jepa": {
+        "options": {"preset": "tiny", "pretrain_epochs": 8},
+        "epochs": 15,
+        "data": {"history": 8, "future": 6, "future_sensors": True, "stride": 2},
     },
 }
 _RUN = re.compile(r"^run(\d+)-")
