@@ -48,7 +48,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # The JEPA world model: pretraining on 8 past + 5 future frames, then its heads on the frozen
     # backbone; every second anchor.
     "jepa": {
-        "options": {"preset": "tiny", "pretrain_epochs": 8},
+        "options": {"preset": "tiny", "pretrain_epochs": 6},
         "epochs": 15,
         "data": {"history": 8, "future": 6, "future_sensors": True, "stride": 2},
     },

@@ -186,12 +186,12 @@ def test_the_paper_presets_parameter_counts_match_table_iv() -> None:
 def test_config_errors_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"model.options.dim = 30: expected a multiple of heads \(4\)"):
         train_config({"model": "jepa", "options": {"dim": 30}}, command_line=True)
-    with pytest.raises(ConfigError, match="model.options.modalities"):
+    with pytest.raises(ConfigError, match=r"model\.options\.modalities"):
         train_config({"model": "jepa", "options": {"modalities": ["sonar"]}}, command_line=True)
     model = small_model()
     batch = pretraining_batch()
     del batch["future_inputs"]
-    with pytest.raises(ConfigError, match="data.future_sensors = false"):
+    with pytest.raises(ConfigError, match=r"data\.future_sensors = false"):
         model.stage_loss(model.pretraining_stages()[0], batch, 0.0)
 
 
