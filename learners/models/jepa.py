@@ -18,7 +18,8 @@ E_t[frame] + E_m[modality] + E_p[slot] (12).
 - Downstream (§III-E), on the frozen backbone: the history is visible and every future token
   masked; a frame that is missing (outage, dropout) is masked too, so the predictor fills it from the
   rest: the policy plans through short outages of its inputs. The predictor's outputs pooled per
-  frame, for frames t … t+F−1, feed the heads: position = constant-velocity extrapolation of the
+  frame, for frames t … t+F−1, next to the context encoder's global token and standardised per
+  feature (batch norm in the head), feed the heads: position = constant-velocity extrapolation of the
   last two GPS fixes + a learned residual (21); beam = [S; position] → projection → 1-layer GRU → K
   logits (the `twin.run` policy serves horizon 0); power = the last RF token's sweep + a learned
   residual, a K-beam profile whose mean linear power is the RSSI. `forward` returns the beam logits.
