@@ -57,6 +57,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "data": {"history": 1},
     },
+    # The JEPA world model: pretraining on 8 past + 5 future frames, then its heads on the frozen
+    # backbone; every second anchor.
+    "jepa": {
+        "options": {"preset": "tiny", "pretrain_epochs": 6},
+        "epochs": 15,
+        "data": {"history": 8, "future": 6, "future_sensors": True, "stride": 2},
+    },
 }
 # Variants derived from a shipped family's checkpoint instead of trained anew, named after the policy
 # that runs them (learners.policy); their checkpoints are of the family's kind. The pruned

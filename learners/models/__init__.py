@@ -6,7 +6,7 @@ registers the built-in ones. A model of another package registers the same way, 
 `register_model`, when that package is imported.
 """
 
-from learners.models import baselines, beamtransfuser, cvae, vipoe, wmfm
+from learners.models import baselines, beamtransfuser, cvae, jepa, vipoe, wmfm
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, register_model
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "baselines",
     "beamtransfuser",
     "cvae",
+    "jepa",
     "register_model",
     "vipoe",
     "wmfm",
