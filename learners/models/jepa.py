@@ -354,6 +354,8 @@ class JEPA(PresetModel):
         if f > 1 and "future_inputs" not in batch:
             raise ConfigError("data.future_sensors = false: jepa pretrains on future frames (expected true)")
         values, present = self.history_values(inputs, masks)
+        if f <= 1:  # a window without future frames: the history alone (nothing ahead to predict)
+            return values, present
         future_values, future_present = {}, []
         for name in self.names:
             if name == RF_INPUT:  # feedback on frames t … t+F−2, the best beam served (as offline)
