@@ -337,6 +337,10 @@ def register_learned_policies() -> list[str]:
         if name not in POLICIES or getattr(POLICIES[name].factory, "variant", None) != variant:
             register_policy(name, policy_class("beamtransfuser", variant), LearnedOptions)
         names.append(name)
+    from learners.blockage.policy import register_blockage_policy  # here: it imports this package's siblings
+
+    register_blockage_policy()
+    names.append("blockage_aware")
     return names
 
 
