@@ -77,6 +77,9 @@ class BlockageAwareOptions:
     resweep_drop_db: float = spec(6.0, check=between(0, 1000))
     threshold: float = spec(0.0, check=between(0, 1))  # P(blocked) that counts as blocked; 0: checkpoint's
     every_frame: bool = spec(False)  # sweep at every frame expected blocked, not only at onset and end
+    budget: float = spec(
+        0.0, check=between(0, 1_000_000)
+    )  # mean beams per frame a proactive sweep may not exceed; 0: none
 
 
 class BlockageAware(Policy):
@@ -106,7 +109,8 @@ class BlockageAware(Policy):
         self._due: list[set[int]] = [set() for _ in rngs]  # frames a full sweep is scheduled for
         self._expected = [False] * len(rngs)  # the last prediction made, per lane
         self._frame = 0  # lanes run in lockstep
-        self.sweeps = 0  # proactive sweeps made (for the study's table)
+        self._spent = [0] * len(rngs)  # beams measured so far, per lane (for the airtime budget)
+        self.sweeps = 0  # proactive sweeps made
 
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
         return self.act_batch([obs], [link])[0]
@@ -129,14 +133,36 @@ class BlockageAware(Policy):
                 self._expected[i] = blocked
         decisions: list[Decision] = []
         for i, obs, link in zip(lanes, observations, links):
-            if t in self._due[i]:
+            counted = _Counted(link)
+            if t in self._due[i] and self._affordable(i, t):
                 self._due[i].discard(t)
                 self.sweeps += 1
-                decisions.append(ranked(link.measure(self._all), self._all))
+                decisions.append(ranked(counted.measure(self._all), self._all))
             else:
+                self._due[i].discard(t)
                 expected = any(frame > t for frame in self._due[i])
-                decisions.append((self._tracking if expected else self._clear).act(obs, link))
+                decisions.append((self._tracking if expected else self._clear).act(obs, counted))
+            self._spent[i] += counted.beams
         return decisions
+
+    def _affordable(self, lane: int, t: int) -> bool:
+        """Whether a full sweep now keeps the lane's mean beams per frame within the budget."""
+        budget = self.options.budget
+        return not budget or self._spent[lane] + self.num_beams <= budget * (t + 1)
+
+
+class _Counted:
+    """A link that counts the beams measured through it (the policy's own airtime)."""
+
+    def __init__(self, link: Link):
+        self.link, self.beams = link, 0
+
+    def measure(self, beams: np.ndarray) -> np.ndarray:
+        self.beams += int(np.size(beams))
+        return self.link.measure(beams)
+
+    def oracle_ranking(self) -> np.ndarray:
+        raise RuntimeError("blockage_aware never asks the oracle")
 
 
 def register_blockage_policy() -> None:

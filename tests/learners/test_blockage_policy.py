@@ -147,3 +147,23 @@ def test_bad_checkpoints_fail_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found") as info:
         make_policy("blockage_aware", {"checkpoint": str(tmp_path / "absent")})
     assert "\n" not in str(info.value)
+
+
+def test_the_airtime_budget_holds_back_proactive_sweeps(served: Path, context: TwinContext) -> None:
+    def flipping(history: np.ndarray) -> np.ndarray:  # a new onset or end every frame
+        flipping.calls += 1  # type: ignore[attr-defined]
+        return np.full(len(history), 0.9 if flipping.calls % 2 else 0.1)  # type: ignore[attr-defined]
+
+    runs = {}
+    for budget in (0.0, 12.0):
+        policy = BlockageAware(BlockageAwareOptions(checkpoint=str(served), threshold=0.5, budget=budget))
+        flipping.calls = 0  # type: ignore[attr-defined]
+        policy.predictor = flipping
+        measured, _ = _drive(policy, 20, context)
+        runs[budget] = (measured, policy.sweeps)
+    k = context.num_beams
+    assert runs[0.0][1] == 19  # unbudgeted: a sweep at every frame after the first
+    assert 0 < runs[12.0][1] < 19
+    spent = np.cumsum(runs[12.0][0])
+    sweeps = [t for t, m in enumerate(runs[12.0][0]) if m >= k and t > 0]
+    assert all(spent[t] <= 12.0 * (t + 1) for t in sweeps)  # each proactive sweep stayed within it
