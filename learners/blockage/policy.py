@@ -27,6 +27,7 @@ from learners.blockage.checkpoint import load_blockage
 from learners.blockage.windows import SWEEPS, Windows, normalise
 from learners.checkpoint import CheckpointError
 from learners.shipped import SHIPPED_DIR
+from learners.threads import one_thread
 from twin.loop.drives import TwinContext
 from twin.loop.policies import Decision, Link, Observation, Policy, mask_of, register_policy
 from twin.loop.policies.base import ranked
@@ -63,7 +64,8 @@ def load_served_predictor(path: str | Path) -> tuple[Predictor, int, float]:
 
     @torch.inference_mode()
     def predict(history_db: np.ndarray) -> np.ndarray:
-        return torch.sigmoid(model(torch.from_numpy(normalise(history_db)))).numpy()
+        with one_thread():  # the same decisions on any core count, and safe in forked workers
+            return torch.sigmoid(model(torch.from_numpy(normalise(history_db)))).numpy()
 
     return predict, checkpoint.horizon, checkpoint.threshold
 
