@@ -27,11 +27,10 @@ on import of this module; `kalman` needs no checkpoint (it is built from the sto
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from learners.data import RF_INPUT
 from learners.models.cvae import FilledInputs
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_class
 from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
+from learners.threads import one_thread
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
 from twin.loop.policies import POLICIES, Decision, Link, Observation, Policy, mask_of, register_policy
@@ -61,21 +61,6 @@ class LearnedOptions:
     initial_sweep: bool = spec(True)
     generate: str = spec("")  # CVAE checkpoint filling a missing radar or LiDAR input
     sample: bool = spec(False)  # with generate: z ~ N(0, I) (seeded per reset) instead of the prior's mean
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread inside: decisions then come out the same on any number of cores, in
-    or out of evaluation workers, and on a busy machine OpenMP's threads do not wait on each other
-    (two threads were 6x slower than one for a batch of 16 with other jobs on the cores)."""
-    threads = torch.get_num_threads()
-    if threads != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if threads != 1:
-            torch.set_num_threads(threads)
 
 
 class FrameMemo:
@@ -337,6 +322,10 @@ def register_learned_policies() -> list[str]:
         if name not in POLICIES or getattr(POLICIES[name].factory, "variant", None) != variant:
             register_policy(name, policy_class("beamtransfuser", variant), LearnedOptions)
         names.append(name)
+    from learners.blockage.policy import register_blockage_policy  # here: it imports this package's siblings
+
+    register_blockage_policy()
+    names.append("blockage_aware")
     return names
 
 
