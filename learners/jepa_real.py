@@ -133,7 +133,7 @@ class SweepWindows(Dataset):
                 RF_INPUT: x[:HISTORY],
                 "best_beams": best[:HISTORY],
                 "best_rsrp": x[:HISTORY].max(-1).values,
-            },  # fmt: skip
+            },
             "masks": {RF_INPUT: present},
             "future_inputs": {RF_INPUT: x[HISTORY:]},
             "future_masks": {RF_INPUT: torch.ones(HORIZONS, dtype=torch.bool)},
