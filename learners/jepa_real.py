@@ -366,6 +366,16 @@ def verdict(results: dict[str, list[dict[str, float]]]) -> str:
     )
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """`key=value` → (key, value), the value read as YAML (numbers, lists)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--option {text!r}: expected KEY=VALUE (a JEPA option)")
+    return key, yaml.safe_load(value)
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Experiment()
@@ -374,12 +384,13 @@ def _main() -> None:
         value = getattr(defaults, field)
         parser.add_argument("--" + field.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--preset", default="tiny", help="the JEPA preset (learners.models.jepa.PRESETS)")
+    hint = "a JEPA option (learners.models.jepa.JEPAOptions), e.g. power_weight=5"
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help=hint)
     parser.add_argument("--threads", type=int, default=1)
     args = vars(parser.parse_args())
     torch.set_num_threads(args.pop("threads"))
-    experiment = Experiment(
-        **{k: v for k, v in args.items() if k != "preset"}, jepa=(("preset", args["preset"]),)
-    )
+    jepa = {"preset": args.pop("preset"), **dict(_option(o) for o in args.pop("option"))}
+    experiment = Experiment(**args, jepa=tuple(jepa.items()))
     results = run(experiment)
     print(table(results))
     print(verdict(results))
