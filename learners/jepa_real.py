@@ -313,9 +313,9 @@ class Experiment:
     store: str = DEFAULT_STORE
     test_fraction: float = 0.25
     stride: int = 1  # training windows: every stride-th start (held-out windows: all)
-    pretrain_epochs: int = 10
-    head_epochs: int = 10
-    baseline_epochs: int = 10
+    pretrain_epochs: int = 20
+    head_epochs: int = 20
+    baseline_epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
