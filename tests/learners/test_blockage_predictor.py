@@ -92,7 +92,8 @@ def test_train_and_predict_commands_write_a_checkpoint_and_a_row_per_window(tmp_
     assert load_blockage(tmp_path / "ckpt").horizon == 3
     out = tmp_path / "pred.csv"
     predicted = _run("learners.predict", f"checkpoint={tmp_path / 'ckpt'}",
-                     f"series={folder / 'synthetic_series_test.csv'}", f"out={out}")  # fmt: skip
+                     f"series={folder / 'synthetic_series_test.csv'}", f"out={out}",
+                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     rows = list(csv.DictReader(out.open()))
     windows = read_series(folder / "synthetic_series_test.csv")

@@ -139,14 +139,15 @@ def test_compress_prunes_fine_tunes_and_the_checkpoint_round_trips(trained: Path
 def test_command_line_prints_both_models(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli"
     command = [sys.executable, "-m", "learners.compress", f"checkpoint={trained}", "ratio=0.6", "epochs=1",
-               "calibration=8", "group=32", "latency_windows=3", f"out={out}"]  # fmt: skip
+               "calibration=8", "group=32", "latency_windows=3", f"out={out}",
+               f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stderr
     assert (
         "original" in result.stdout and "pruned" in result.stdout and "of the fusion blocks" in result.stdout
     )
     assert load_checkpoint(out).model.pruned
-    bad = subprocess.run([*command[:4], "ratio=1.5"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    bad = subprocess.run([*command[:4], "ratio=1.5", command[-1]], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: compress.ratio = 1.5: expected a fraction in (0, 1]")
     missing = subprocess.run([*command[:3], f"checkpoint={tmp_path / 'none'}", "ratio=0.5"],

@@ -187,16 +187,19 @@ FIGURE_TITLES = {
 def format_table(evaluation: Evaluation) -> str:
     """A compact console table of the main condition."""
     main = main_condition(evaluation)
+    rows = _rows_for(evaluation, main)
+    width = max([13, *(len(row["policy"]) + 1 for row in rows)])  # long policy names keep the columns
     head = (
-        f"{'policy':<13}{'eff. rate':>10}{'SNR loss':>10}{'top-1':>8}{'DBA':>8}{'outage':>8}{'overhead':>10}"
+        f"{'policy':<{width}}{'eff. rate':>10}{'SNR loss':>10}{'top-1':>8}{'DBA':>8}{'outage':>8}"
+        f"{'overhead':>10}"
     )
     lines = [
         f"closed loop    condition '{main}', {len(evaluation.drives)} drives x {len(evaluation.seeds)} seeds",
         head,
     ]
-    for row in _rows_for(evaluation, main):
+    for row in rows:
         lines.append(
-            f"{row['policy']:<13}{row['effective_rate']['mean']:>10.2f}{row['snr_loss_db']['mean']:>10.2f}"
+            f"{row['policy']:<{width}}{row['effective_rate']['mean']:>10.2f}{row['snr_loss_db']['mean']:>10.2f}"
             f"{row['top1']['mean']:>8.3f}{row['dba']['mean']:>8.3f}{row['outage']['mean']:>8.3f}"
             f"{row['overhead']['mean']:>10.4f}"
         )
