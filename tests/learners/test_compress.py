@@ -147,7 +147,8 @@ def test_command_line_prints_both_models(trained: Path, tmp_path: Path) -> None:
         "original" in result.stdout and "pruned" in result.stdout and "of the fusion blocks" in result.stdout
     )
     assert load_checkpoint(out).model.pruned
-    bad = subprocess.run([*command[:4], "ratio=1.5", command[-1]], capture_output=True, text=True, cwd=REPO, timeout=120)
+    bad_command = [*command[:4], "ratio=1.5", command[-1]]
+    bad = subprocess.run(bad_command, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: compress.ratio = 1.5: expected a fraction in (0, 1]")
     missing = subprocess.run([*command[:3], f"checkpoint={tmp_path / 'none'}", "ratio=0.5"],
