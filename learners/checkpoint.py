@@ -80,9 +80,15 @@ def save_checkpoint(
         "torch": torch.__version__,
         **extra,
     }
+    return write_files(folder, model, config)
+
+
+def write_files(folder: Path, model: torch.nn.Module, config: dict[str, Any]) -> Path:
+    """The weights and config.json of a checkpoint of any format (`config["format"]`), each written
+    to a temporary file first and then renamed over the old one, so nothing half-written is read."""
     tensors = {name: t.detach().contiguous().clone() for name, t in model.state_dict().items()}
     weights, meta = folder / WEIGHTS, folder / CONFIG
-    save_file(tensors, str(weights) + ".tmp", metadata={"format": FORMAT, "model": model.kind})
+    save_file(tensors, str(weights) + ".tmp", metadata={"format": config["format"], "model": config["model"]})
     (folder / (CONFIG + ".tmp")).write_text(json.dumps(config, indent=2, default=_jsonable))
     Path(str(weights) + ".tmp").replace(weights)
     (folder / (CONFIG + ".tmp")).replace(meta)
@@ -106,7 +112,14 @@ def _folder(path: str | Path) -> Path:
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """The validated config.json of a checkpoint folder."""
-    folder = _folder(path)
+    expected = {"model": str, "options": dict, "preprocess": dict, "data": dict, "shapes": dict,
+                "deployment": dict}  # fmt: skip
+    return read_format(_folder(path), FORMAT, VERSION, expected)
+
+
+def read_format(folder: Path, form: str, version: int, expected: dict[str, type]) -> dict[str, Any]:
+    """A checkpoint folder's config.json, checked to be of format `form` and `version` with the
+    `expected` keys of the given types (one line naming the file otherwise)."""
     meta = folder / CONFIG
     if not folder.is_dir():
         raise CheckpointError(
@@ -119,18 +132,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{meta}: not valid JSON ({exc})") from exc
     found = config.get("format") if isinstance(config, dict) else None
-    if found != FORMAT:
-        raise CheckpointError(f"{meta}: not a {FORMAT} config (key 'format' is {found!r})")
-    if config.get("version") != VERSION:
-        raise CheckpointError(f"{meta}: version {config.get('version')!r}, this code reads version {VERSION}")
-    expected = {
-        "model": str,
-        "options": dict,
-        "preprocess": dict,
-        "data": dict,
-        "shapes": dict,
-        "deployment": dict,
-    }
+    if found != form:
+        raise CheckpointError(f"{meta}: not a {form} config (key 'format' is {found!r})")
+    if config.get("version") != version:
+        raise CheckpointError(f"{meta}: version {config.get('version')!r}, this code reads version {version}")
     for key, kind in expected.items():
         if not isinstance(config.get(key), kind):
             raise CheckpointError(
@@ -160,19 +165,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model = build_model(config["model"], options, _context(config, meta))
     except ConfigError as exc:
         raise CheckpointError(f"{meta}: {exc}") from exc
+    load_weights(model, type(model).convert_state(read_weights(weights)), weights, config["model"])
+    model.eval()
+    return Checkpoint(folder, model, config)
+
+
+def read_weights(weights: Path) -> dict[str, torch.Tensor]:
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing")
     try:
-        tensors = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    tensors = type(model).convert_state(tensors)
+
+
+def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], weights: Path, kind: str) -> None:
+    """Load `tensors` into `model` after checking them key by key and shape by shape."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights}: tensors do not match a {config['model']} model with the config's options "
+            f"{weights}: tensors do not match a {kind} model with the config's options "
             f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
         )
@@ -183,5 +197,3 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                 f"the model expects {tuple(expected[name].shape)} {expected[name].dtype}"
             )
     model.load_state_dict(tensors)
-    model.eval()
-    return Checkpoint(folder, model, config)

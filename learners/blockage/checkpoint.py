@@ -8,19 +8,24 @@ decision threshold, training settings, data sources, the per-epoch history and t
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from learners.blockage.model import BlockageGRU, blockage_options
 from learners.blockage.windows import MIN_SPREAD_DB, SWEEPS
-from learners.checkpoint import CONFIG, WEIGHTS, CheckpointError
+from learners.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    CheckpointError,
+    load_weights,
+    read_format,
+    read_weights,
+    write_files,
+)
 from twin.errors import ConfigError
 
 FORMAT = "blockage-predictor-checkpoint"
@@ -64,43 +69,13 @@ def save_blockage(folder: str | Path, model: BlockageGRU, horizon: int, extra: d
         "torch": torch.__version__,
         **extra,
     }
-    tensors = {name: t.detach().contiguous().clone() for name, t in model.state_dict().items()}
-    weights, meta = folder / WEIGHTS, folder / CONFIG
-    save_file(tensors, str(weights) + ".tmp", metadata={"format": FORMAT, "model": model.kind})
-    (folder / (CONFIG + ".tmp")).write_text(json.dumps(config, indent=2))
-    Path(str(weights) + ".tmp").replace(weights)
-    (folder / (CONFIG + ".tmp")).replace(meta)
-    return folder
+    return write_files(folder, model, config)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
+    expected = {"options": dict, "num_beams": int, "horizon": int, "sweeps": int, "threshold": float}
+    config = read_format(folder, FORMAT, VERSION, expected)
     meta = folder / CONFIG
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"checkpoint {str(folder)!r}: not found (expected a folder with {WEIGHTS} and {CONFIG})"
-        )
-    if not meta.is_file():
-        raise CheckpointError(f"{meta}: missing (a checkpoint folder holds {WEIGHTS} and {CONFIG})")
-    try:
-        config = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{meta}: not valid JSON ({exc})") from exc
-    found = config.get("format") if isinstance(config, dict) else None
-    if found != FORMAT:
-        raise CheckpointError(f"{meta}: not a {FORMAT} config (key 'format' is {found!r})")
-    if config.get("version") != VERSION:
-        raise CheckpointError(f"{meta}: version {config.get('version')!r}, this code reads version {VERSION}")
-    for key, kind in {
-        "options": dict,
-        "num_beams": int,
-        "horizon": int,
-        "sweeps": int,
-        "threshold": float,
-    }.items():
-        if not isinstance(config.get(key), kind):
-            raise CheckpointError(
-                f"{meta}: key {key!r} must be a {kind.__name__}, got {config.get(key)!r:.60}"
-            )
     if config["sweeps"] != SWEEPS or config.get("normalisation") != NORMALISATION:
         raise CheckpointError(
             f"{meta}: windows of {config['sweeps']} sweeps normalised as "
@@ -120,24 +95,5 @@ def load_blockage(path: str | Path) -> BlockageCheckpoint:
         model = BlockageGRU(blockage_options(config["options"], f"{meta}: options"), config["num_beams"])
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from exc
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    expected = model.state_dict()
-    if set(tensors) != set(expected):
-        raise CheckpointError(
-            f"{weights}: tensors do not match a blockage model with the config's options "
-            f"(missing {sorted(set(expected) - set(tensors))[:3]}, "
-            f"unexpected {sorted(set(tensors) - set(expected))[:3]})"
-        )
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape) or tensor.dtype != expected[name].dtype:
-            raise CheckpointError(
-                f"{weights}: tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, "
-                f"the model expects {tuple(expected[name].shape)} {expected[name].dtype}"
-            )
-    model.load_state_dict(tensors)
+    load_weights(model, read_weights(weights), weights, "blockage")
     return BlockageCheckpoint(folder, model.eval(), config)
