@@ -6,7 +6,10 @@ preprocessing (a frame whose mask is 0 — missing, in an outage, before the fir
 zeros with mask 0), and the RF history of the beams it served with their RSRP feedback. It serves the
 top-ranked beam of the first predicted frame and reports the top three. Deciding for many drives at
 once (the evaluator's lockstep lanes), it keeps one window per lane and runs one forward pass for
-all of them; one drive is a batch of one.
+all of them; one drive is a batch of one. A model with frame-local encoders (the first image stage of
+BeamTransFuser, the JEPA's image tokenisers, VI-PoE's experts' encoders) has each frame encoded once,
+when it arrives, and reads the window as those features (`encode_once`; the same logits to float
+precision, tests/learners/test_frame_features.py).
 
 Options (evaluation.policy_options.<name>): `checkpoint` (a folder written by learners.train),
 `probe` (measure the top-`probe` predicted beams and serve the strongest: beam refinement at the
@@ -109,6 +112,7 @@ class HistoryWindow:
         preprocessor: Preprocessor,
         noise_power_dbm: float,
         memo: FrameMemo,
+        encode_once: bool = True,
     ):
         context = model.context
         self.model = model
@@ -122,10 +126,16 @@ class HistoryWindow:
         self.masks: dict[str, deque[bool]] = {n: deque(maxlen=h) for n in self.sensors}
         self.zeros = {n: np.zeros(preprocessor.shape(n), np.float32) for n in self.sensors}
         self.beams: deque[tuple[int, float, bool]] = deque(maxlen=h)
+        # Frame-local features of the frames held (None: not encoded yet; the policy encodes every
+        # lane's new frames in one batch before its forward pass).
+        self.encoded = [n for n in model.frame_local_inputs() if n in self.sensors] if encode_once else []
+        self.features: dict[str, deque[torch.Tensor | None]] = {n: deque(maxlen=h) for n in self.encoded}
         for _ in range(h):  # frames before the drive's start: zeros, mask 0
             for n in self.sensors:
                 self.frames[n].append(self.zeros[n])
                 self.masks[n].append(False)
+            for n in self.encoded:
+                self.features[n].append(None)
             self.beams.append((0, 0.0, False))
 
     def observe(self, obs: Mapping[str, np.ndarray]) -> None:
@@ -135,6 +145,8 @@ class HistoryWindow:
             usable = source in obs and mask_of(obs, source)
             self.frames[name].append(self.memo(name, obs[source]) if usable else self.zeros[name])
             self.masks[name].append(bool(usable))
+            if name in self.features:
+                self.features[name].append(None)
         if self.rf:
             if mask_of(obs, "rsrp"):
                 rsrp = float(
@@ -153,15 +165,45 @@ class HistoryWindow:
         return collate([self])
 
 
-def collate(windows: Sequence[HistoryWindow]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def encode_new_frames(windows: Sequence[HistoryWindow]) -> None:
+    """Encode the frames the windows hold without features yet: per input, one batch of them all
+    (the zero frame that stands for a missing one, once)."""
+    model = windows[0].model
+    for name in windows[0].encoded:
+        todo = [(w, i) for w in windows for i, f in enumerate(w.features[name]) if f is None]
+        if not todo:
+            continue
+        frames = np.stack([w.frames[name][i] for w, i in todo])
+        features = model.encode_frames(name, torch.from_numpy(frames))
+        for (w, i), feature in zip(todo, features):
+            w.features[name][i] = feature
+
+
+def collate_features(
+    windows: Sequence[HistoryWindow],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """As `collate`, with the frame-local inputs as their features (encoded first where new)."""
+    encode_new_frames(windows)
+    inputs, masks = collate(windows, skip=frozenset(windows[0].encoded))
+    for name in windows[0].encoded:
+        stacked = torch.stack([f for w in windows for f in w.features[name]])
+        inputs[name] = stacked.view(len(windows), -1, *stacked.shape[1:])
+    return inputs, masks
+
+
+def collate(
+    windows: Sequence[HistoryWindow], skip: frozenset[str] = frozenset()
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Windows of one model as a batch: inputs (B, H, ...) and masks (B, H), window i in row i."""
     first = windows[0]
     count, history = len(windows), len(first.beams)
     inputs, masks = {}, {}
     for name in first.sensors:
+        masks[name] = torch.tensor([list(w.masks[name]) for w in windows])
+        if name in skip:
+            continue
         frames = np.stack([frame for w in windows for frame in w.frames[name]])
         inputs[name] = torch.from_numpy(frames.reshape(count, history, *frames.shape[1:]))
-        masks[name] = torch.tensor([list(w.masks[name]) for w in windows])
     if first.rf:
         beams, rsrp, ok = (np.array([[entry[j] for entry in w.beams] for w in windows]) for j in range(3))
         inputs[RF_INPUT] = torch.from_numpy(beams.astype(np.int64))
@@ -176,6 +218,7 @@ class LearnedPolicy(Policy):
     name = "learned"
     kind = ""  # the model kind a registered name insists on ("" for load_policy: any)
     variant = ""  # "pruned": needs a pruned checkpoint; "generated": needs `generate`
+    encode_once = True  # False: re-encode every history frame at every decision (the reference)
 
     def __init__(self, options: LearnedOptions | None = None):
         self.options = options or LearnedOptions()
@@ -241,7 +284,8 @@ class LearnedPolicy(Policy):
         if isinstance(model, FilledInputs):
             model.reseed()  # the same draws of z in every evaluation condition
         self.windows = [
-            HistoryWindow(model, self.preprocessor, context.noise_power_dbm, self.memo) for _ in rngs
+            HistoryWindow(model, self.preprocessor, context.noise_power_dbm, self.memo, self.encode_once)
+            for _ in rngs
         ]
         self.window = self.windows[0] if self.windows else None  # the one drive's, outside lockstep
         self._all = np.arange(context.num_beams)
@@ -272,9 +316,10 @@ class LearnedPolicy(Policy):
         windows = self.windows[: len(observations)]
         for window, obs in zip(windows, observations):
             window.observe(obs)
-        inputs, masks = collate(windows)
         with one_thread():
-            return self.model(inputs, masks)[:, 0].numpy()
+            inputs, masks = collate_features(windows)
+            with self.model.reading_features(tuple(windows[0].encoded)):
+                return self.model(inputs, masks)[:, 0].numpy()
 
     def act(self, obs: Mapping[str, np.ndarray], link: Link) -> Decision:
         return self.act_batch([obs], [link])[0]

@@ -491,13 +491,22 @@ class BeamTransFuser(PresetModel):
                 branch.train()
         return sizes
 
+    def frame_local_inputs(self) -> tuple[str, ...]:
+        return tuple(self.images)
+
+    def encode_frames(self, name: str, frames: torch.Tensor) -> torch.Tensor:
+        """The first stage of the image branch: before it, nothing mixes frames or modalities."""
+        return self.branches[name].stage(0, frames)
+
     def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
         fr = self.frames
         maps, frame_masks = {}, {}
         for m in self.images:
             x = inputs[m][:, -fr:]
             frame_masks[m] = masks[m][:, -fr:]
-            maps[m] = x * frame_masks[m].view(*frame_masks[m].shape, 1, 1, 1)
+            if m not in self._pre_encoded:  # a missing frame enters as zeros
+                x = x * frame_masks[m].view(*frame_masks[m].shape, 1, 1, 1)
+            maps[m] = self.frame_features(m, x)
         batch = next(iter(masks.values())).shape[0]
         gps = gps_mask = None
         if self.use_gps:
@@ -505,7 +514,7 @@ class BeamTransFuser(PresetModel):
             gps = self.gps_encoder(torch.cat([inputs["gps"] * gps_frames, gps_frames], -1).flatten(1))
             gps_mask = masks["gps"].any(1)
         for s in range(STAGES):
-            for m in self.images:
+            for m in self.images if s > 0 else ():  # stage 0: frame_features above
                 x = maps[m]
                 y = self.branches[m].stage(s, x.flatten(0, 1))
                 maps[m] = y.view(batch, fr, *y.shape[1:])

@@ -212,13 +212,15 @@ class TokenLayout(nn.Module):
         """(L, D): E_t + E_m + E_p of every token slot."""
         return self.time[self.token_frame] + self.modality[self.token_modality] + self.slot[self.token_slot]
 
-    def tokens(self, values: Tensors) -> torch.Tensor:
-        """values: per modality (B, T, ...) frames → (B, L, D) tokens with their embeddings."""
+    def tokens(self, values: Tensors, encoded: frozenset[str] = frozenset()) -> torch.Tensor:
+        """values: per modality (B, T, ...) frames → (B, L, D) tokens with their embeddings; for the
+        modalities in `encoded`, values are already tokens (B, T, slots, D)."""
         parts = []
         for name in self.names:
             x = values[name]
             batch = x.shape[0]
-            parts.append(self.tokenisers[name](x.flatten(0, 1)).reshape(batch, -1, self.time.shape[1]))
+            tokens = x if name in encoded else self.tokenisers[name](x.flatten(0, 1))
+            parts.append(tokens.reshape(batch, -1, self.time.shape[1]))
         return torch.cat(parts, 1) + self.embedding()
 
     def token_mask(self, frame_masks: torch.Tensor) -> torch.Tensor:
@@ -239,12 +241,29 @@ class Encoder(nn.Module):
     def forward(self, values: Tensors, visible: torch.Tensor) -> torch.Tensor:
         return self.encode(values, visible)[:, 1:]
 
-    def encode(self, values: Tensors, visible: torch.Tensor) -> torch.Tensor:
-        """(B, 1 + L, D): the global token's output, then every token's."""
-        x = self.layout.tokens(values)
+    def encode(
+        self, values: Tensors, visible: torch.Tensor, encoded: frozenset[str] = frozenset()
+    ) -> torch.Tensor:
+        """(B, 1 + L, D): the global token's output, then every visible token's (zeros where hidden:
+        nothing reads them)."""
+        x = self.layout.tokens(values, encoded)
         x = torch.cat([self.register.expand(x.shape[0], -1, -1), x], 1)
         keep = torch.cat([visible.new_ones(visible.shape[0], 1), visible], 1)
-        return self.transformer(x, src_key_padding_mask=~keep)
+        return visible_only(self.transformer, x, keep)
+
+
+def visible_only(transformer: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`transformer(x, src_key_padding_mask=~keep)` at the kept positions, run on the kept tokens
+    alone (packed to the front, padded to the row with most): a hidden token is no key, so its
+    query's output is all it adds, and the closed loop hides five of thirteen frames. Hidden
+    positions come back as zeros."""
+    count = int(keep.sum(1).max())
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :count]  # kept first, in order
+    packed_keep = keep.gather(1, order)
+    index = order.unsqueeze(-1).expand(-1, -1, x.shape[-1])
+    out = transformer(x.gather(1, index), src_key_padding_mask=~packed_keep)
+    out = out * packed_keep.unsqueeze(-1).to(out.dtype)
+    return x.new_zeros(x.shape).scatter(1, index, out)
 
 
 @register_model
@@ -281,6 +300,13 @@ class JEPA(PresetModel):
         self.beam_gru = nn.GRU(hidden, hidden, batch_first=True)
         self.beam_out = nn.Linear(hidden, k)
         self.power_head = nn.Sequential(nn.Linear(2 * o.dim, hidden), nn.GELU(), nn.Linear(hidden, k))
+
+    def frame_local_inputs(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n in IMAGES)
+
+    def encode_frames(self, name: str, frames: torch.Tensor) -> torch.Tensor:
+        """The image tokeniser: (N, C, h, w) frames → (N, slots, D) tokens."""
+        return self.encoder.layout.tokenisers[name](frames).reshape(frames.shape[0], -1, self.options.dim)
 
     # --- the interface of learners.pretrain --------------------------------------------------------
 
@@ -338,7 +364,7 @@ class JEPA(PresetModel):
     def predict(self, values: Tensors, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted tokens for every slot, context encoder output): the predictor sees the context
         encoder's output where visible and the shared mask token plus the slot's embedding elsewhere."""
-        encoded = self.encoder.encode(values, visible)
+        encoded = self.encoder.encode(values, visible, self._pre_encoded)
         self._summary = encoded[:, 0]  # the global token: what the heads read besides the predictions
         context = encoded[:, 1:]
         fill = self.mask_token + self.encoder.layout.embedding()

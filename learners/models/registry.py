@@ -8,7 +8,8 @@ with one-line errors (`model.options.<key> = value: expected ...`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -55,6 +56,7 @@ class BeamPredictor(nn.Module):
     kind: ClassVar[str] = ""
     Options: ClassVar[type] = object
     needs_training: ClassVar[bool] = True  # False: usable straight from the store's deployment
+    _pre_encoded: frozenset[str] = frozenset()  # inputs forward reads as features (reading_features)
 
     def __init__(self, options: Any, context: ModelContext):
         super().__init__()
@@ -114,6 +116,40 @@ class BeamPredictor(nn.Module):
     def aligned_fraction(self) -> float:
         """Share of the training drives whose windows aligned stages see (the rest: unaligned ones)."""
         return 1.0
+
+    # Frame-local encoding (optional): inputs whose every frame goes through an encoder that sees that
+    # frame alone before anything mixes frames. A closed-loop policy encodes each frame once when it
+    # arrives and hands the features of the whole window in, instead of re-encoding every history
+    # frame at every decision (learners.policy).
+
+    def frame_local_inputs(self) -> tuple[str, ...]:
+        """The inputs `encode_frames` can encode (default: none)."""
+        return ()
+
+    def encode_frames(self, name: str, frames: torch.Tensor) -> torch.Tensor:
+        """(N, ...) frames of input `name` → (N, ...) features, each row from its own frame only."""
+        raise NotImplementedError(f"{self.kind}: no frame-local encoder for {name}")
+
+    def frame_features(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) frames → (B, T, ...) features; passed through when the caller gave features."""
+        if name in self._pre_encoded:
+            return x
+        return self.encode_frames(name, x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+    @contextmanager
+    def reading_features(self, names: tuple[str, ...]) -> Iterator[None]:
+        """Within the block, `forward` reads `inputs[name]` as `encode_frames` features (B, T, ...)
+        for every name given; a missing frame's features must be those of the all-zero frame, as
+        forward would compute them."""
+        unknown = set(names) - set(self.frame_local_inputs())
+        if unknown:
+            raise ValueError(f"{self.kind}: {sorted(unknown)} are not frame-local inputs")
+        before = self._pre_encoded
+        self._pre_encoded = frozenset(names)
+        try:
+            yield
+        finally:
+            self._pre_encoded = before
 
 
 MODELS: dict[str, type[BeamPredictor]] = {}

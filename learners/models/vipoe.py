@@ -553,8 +553,7 @@ class VIPoE(PresetModel):
         batch, steps = next(iter(present.values())).shape
         features = {}
         for m in use:
-            x = inputs[m].flatten(0, 1)
-            features[m] = self.experts[m].encode(x).view(batch, steps, -1)
+            features[m] = self.frame_features(m, inputs[m]).view(batch, steps, -1)
         h = inputs[use[0]].new_zeros(batch, o.state_dim)
         weights = self.weights()
         chosen = [self.names.index(m) for m in use]
@@ -601,6 +600,13 @@ class VIPoE(PresetModel):
             private_z={m: torch.stack(per[m]["pz"], 1) for m in use},
             present=present,
         )
+
+    def frame_local_inputs(self) -> tuple[str, ...]:
+        return tuple(self.names)
+
+    def encode_frames(self, name: str, frames: torch.Tensor) -> torch.Tensor:
+        """The expert's encoder (the radar's learnable front end first): one frame at a time."""
+        return self.experts[name].encode(frames)
 
     def representation(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
         """(B, H·(shared [+ private] + state)): the window's E[z_t^s] and h_t, concatenated (56–57);
