@@ -10,6 +10,8 @@ Prints
    per frame for all drives) beside the single-drive loop, and of its forward pass alone per batch
    size; with `--evaluation`, the closed-loop evaluation grid (classical policies and BeamTransFuser
    on 16 drives) with one and with two worker processes;
+   with `--shipped`, every shipped model's decisions/s with each frame encoded once (what the
+   main job runs) and with every history frame re-encoded at each decision;
 4. an accuracy table on the scenario's validation drives (never trained on): offline top-1/top-3,
    DBA and beam distance of every learned model, and closed-loop SNR loss, rate and DBA of the
    learned models beside the classical policies (clean channel, no injected faults).
@@ -34,6 +36,7 @@ from learners.losses import focal_loss
 from learners.models.registry import ModelContext, build_model, model_class, model_options
 from learners.policy import LearnedPolicy, load_policy, one_thread, policy_class
 from learners.preprocess import Preprocessor, preprocess_config
+from learners.shipped import shipped_models
 from learners.train import fit
 from twin.cli import SCENARIO_DIR
 from twin.dataset.generation import generate
@@ -44,6 +47,7 @@ from twin.loop.lockstep import EnvLanes, rollout_batch
 from twin.loop.policies import make_policy
 from twin.loop.rollout import rollout
 from twin.scenario.config import load_scenario
+from twin.scenario.faults import FaultsConfig
 from twin.store import TwinStore
 from twin.store.deployment import read_deployment
 
@@ -132,6 +136,25 @@ def lockstep_rates(store: Path, policy: LearnedPolicy, lanes: int, faults: Any) 
             for drive in drives:
                 rollout(env, policy, drive, faults, 0, latencies)
         rates[label] = len(latencies) / sum(latencies)
+    return rates
+
+
+def encode_once_rates(store: Path, policy: LearnedPolicy, lanes: int, repeats: int = 2) -> dict[str, float]:
+    """Decisions/s of `policy` in the lockstep loop over the store's first `lanes` drives (no faults,
+    memo of preprocessed frames warm), each frame encoded once against every history frame
+    re-encoded at every decision; the two alternate `repeats` times (best of each), so that both
+    meet the same load."""
+    env = BeamSelectionEnv(store, modalities=sorted(policy.reads(load_drives(store).context.sensors)))
+    drives, lanes_ = env.drives[:lanes], EnvLanes(env)
+    rollout_batch(lanes_, policy, drives, FaultsConfig(), 0)  # warms the memo
+    rates = {"encoded once": 0.0, "re-encoded": 0.0}
+    for _ in range(repeats):
+        for label, once in (("encoded once", True), ("re-encoded", False)):
+            policy.encode_once = once
+            latencies: list[float] = []
+            rollout_batch(lanes_, policy, drives, FaultsConfig(), 0, latencies)
+            rates[label] = max(rates[label], len(latencies) / sum(latencies))
+    policy.encode_once = True
     return rates
 
 
@@ -265,6 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--evaluation", action="store_true", help="time the evaluation grid on 1 and 2 workers"
     )
+    parser.add_argument(
+        "--shipped", action="store_true", help="shipped models: decisions/s, frames encoded once or not"
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-timing", action="store_true", help="no latency and paper-preset figures")
     parser.add_argument(
@@ -295,6 +321,12 @@ def main() -> None:
             print(f"forward pass alone, batch {batch:<3d} {forward_rate(tiny, batch):9,.0f} samples/s")
         print("\n## Training throughput")
         print(f"paper  {paper_training_rate(store):8.2f} samples/s (batch 4, random inputs of its sizes)")
+    if args.shipped:
+        print(f"\n## Shipped models in lockstep ({args.lanes} drives, no faults, memo warm; decisions/s)")
+        for name, checkpoint in shipped_models(args.scenario).items():
+            rates = encode_once_rates(store, load_policy(checkpoint), args.lanes)
+            cells = "  ".join(f"{label} {rate:8,.0f}" for label, rate in rates.items())
+            print(f"{name:22s} {cells}")
     if args.evaluation:
         checkpoint = fit(
             store, {"model": "beamtransfuser", "epochs": 0}, folder / "untrained", progress=False
