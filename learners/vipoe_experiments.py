@@ -56,8 +56,11 @@ STAGES = {
 class Runner:
     """Trains (or reuses, within one output folder) the models the tables need, and scores them."""
 
-    def __init__(self, store: Path, out: Path, scale: float, options: dict[str, Any], stride: int):
+    def __init__(
+        self, store: Path, out: Path, scale: float, options: dict[str, Any], stride: int, patience: int = 5
+    ):
         self.store, self.out, self.scale, self.options, self.stride = store, out, scale, options, stride
+        self.patience = patience
 
     def _epochs(self, n: int) -> int:
         return max(1, math.ceil(n * self.scale)) if n else 0
@@ -73,6 +76,7 @@ class Runner:
             for key, value in STAGES.items():
                 opts[key] = self._epochs(int(opts.get(key, value)))
             settings["data"] = {"stride": self.stride}
+            settings["patience"] = self.patience
         settings["options"] = opts
         tick = time.perf_counter()
         fit(self.store, settings, folder, progress=False)
@@ -234,6 +238,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="checkpoint folder (reused between runs)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every epoch count")
     parser.add_argument("--stride", type=int, default=4, help="VI-PoE training anchors every N frames")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="VI-PoE head epochs without a better validation DBA before it stops (the trainer's 5; on a "
+        "small store a near-untrained head's lucky first epoch otherwise ends training)",
+    )
     parser.add_argument("--options", type=json.loads, default={}, help="VI-PoE options, JSON")
     parser.add_argument("--experiments", default="1,2,3,4,5", help="which of the five to run")
     parser.add_argument("--latents", default="8,16,32,64")
@@ -249,7 +260,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="vipoe-experiments-"))
-    run = Runner(args.store, out, args.scale, {"preset": "tiny", **args.options}, args.stride)
+    run = Runner(args.store, out, args.scale, {"preset": "tiny", **args.options}, args.stride, args.patience)
     chosen = {int(e) for e in args.experiments.split(",")}
     print(f"store          {args.store}\ncheckpoints    {out}")
     rows = table_one(run) if 1 in chosen or (5 in chosen and args.shipped is None) else {}
