@@ -10,7 +10,8 @@ numbers: `python -m learners.vipoe_experiments --store outputs/cache/urban_stree
 3. Fig. 2 ablations: without Stage II; shared latent only (no private latents).
 4. Fig. 3: aligned share {5, 10, 20, 40, 80, 100} % × shared/private latent size (`--latents`).
 5. Closed loop under per-modality dropout (missing frames, `--dropout` probabilities) against
-   BeamTransFuser: SNR loss and its increase over the clean run.
+   BeamTransFuser: SNR loss and its increase over the clean run; with `--shipped <folder>` the
+   folder's vipoe and beamtransfuser checkpoints on every drive of `--store` (the evaluation store).
 
 The twin stand-in for DeepSense scenarios 31–34 is one store (e.g. urban_street); its validation
 drives are split by run and never trained on. Everything trains with the models' `tiny` presets
