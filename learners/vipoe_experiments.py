@@ -10,7 +10,8 @@ numbers: `python -m learners.vipoe_experiments --store outputs/cache/urban_stree
 3. Fig. 2 ablations: without Stage II; shared latent only (no private latents).
 4. Fig. 3: aligned share {5, 10, 20, 40, 80, 100} % × shared/private latent size (`--latents`).
 5. Closed loop under per-modality dropout (missing frames, `--dropout` probabilities) against
-   BeamTransFuser: SNR loss and its increase over the clean run.
+   BeamTransFuser: SNR loss and its increase over the clean run; with `--shipped <folder>` the
+   folder's vipoe and beamtransfuser checkpoints on every drive of `--store` (the evaluation store).
 
 The twin stand-in for DeepSense scenarios 31–34 is one store (e.g. urban_street); its validation
 drives are split by run and never trained on. Everything trains with the models' `tiny` presets
@@ -47,14 +48,20 @@ MASKED = {"RF": ("radar",), "GPS": ("gps",), "Camera": ("camera",), "LiDAR": ("l
 # still learning (validation DBA 0.63 at 5, 0.83 at 15, 0.89 at 30 on urban_street; README).
 BASE = {"vipoe": {"epochs": 30}, "beamtransfuser": {"epochs": 15}, "gru": {"epochs": 20},
         "mlp": {"epochs": 40}, "kalman": {"epochs": 1}}  # fmt: skip
-STAGES = {"stage1_epochs": 5, "stage2_epochs": 5}
+STAGES = {
+    "stage1_epochs": 2,
+    "stage2_epochs": 2,
+}  # as shipped (learners.shipped.FAMILIES), anchors every 4th frame
 
 
 class Runner:
     """Trains (or reuses, within one output folder) the models the tables need, and scores them."""
 
-    def __init__(self, store: Path, out: Path, scale: float, options: dict[str, Any], stride: int):
+    def __init__(
+        self, store: Path, out: Path, scale: float, options: dict[str, Any], stride: int, patience: int = 5
+    ):
         self.store, self.out, self.scale, self.options, self.stride = store, out, scale, options, stride
+        self.patience = patience
 
     def _epochs(self, n: int) -> int:
         return max(1, math.ceil(n * self.scale)) if n else 0
@@ -70,6 +77,7 @@ class Runner:
             for key, value in STAGES.items():
                 opts[key] = self._epochs(int(opts.get(key, value)))
             settings["data"] = {"stride": self.stride}
+            settings["patience"] = self.patience
         settings["options"] = opts
         tick = time.perf_counter()
         fit(self.store, settings, folder, progress=False)
@@ -94,11 +102,15 @@ class Runner:
 
         return evaluate_offline(ck.model, hidden(batches(windows, 64, False, 0)))
 
-    def closed(self, checkpoint: Path, faults: dict[str, Any] | None = None) -> dict[str, float]:
-        val = read_config(checkpoint)["split"]["val"]
+    def closed(
+        self, checkpoint: Path, faults: dict[str, Any] | None = None, every_drive: bool = False
+    ) -> dict[str, float]:
+        """Closed-loop metrics on the checkpoint's validation drives, or on all the store's drives
+        (`every_drive`: a store the checkpoint never trained on, e.g. the evaluation store)."""
+        episodes = None if every_drive else read_config(checkpoint)["split"]["val"]
         policy = load_policy(checkpoint)
         return run_closed_loop(
-            self.store, policy, episodes=val, faults=faults, beam_measurement_s=0.0
+            self.store, policy, episodes=episodes, faults=faults, beam_measurement_s=0.0
         ).metrics
 
 
@@ -106,9 +118,14 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def efficient(run: Runner) -> Path:
+    """The data-efficient VI-PoE (Stage II on the aligned 20 %), shared by Table I, II and Fig. 2."""
+    return run.train("vipoe efficient", "vipoe", {"aligned_fraction": 0.2})
+
+
 def table_one(run: Runner) -> dict[str, Path]:
     rows = {
-        "VI-PoE data-efficient": run.train("vipoe efficient", "vipoe", {"aligned_fraction": 0.2}),
+        "VI-PoE data-efficient": efficient(run),
         "VI-PoE data-sufficient": run.train("vipoe sufficient", "vipoe", {"aligned_fraction": 1.0}),
         "BeamTransFuser": run.train("beamtransfuser", "beamtransfuser", {"preset": "tiny"}),
         "GRU": run.train("gru", "gru"),
@@ -156,36 +173,62 @@ def figure_two(run: Runner, efficient: Path) -> None:
         print(f"| {name} | {_f(m['top1'])} | {_f(m['dba'])} | {_f(PAPER_FIG_2[name], 2)} |")
 
 
-def figure_three(run: Runner, latents: Sequence[int], shares: Sequence[float]) -> None:
+def figure_three(run: Runner, latents: Sequence[int], shares: Sequence[float]) -> dict[int, list[float]]:
+    """The grid's validation DBA per latent size (one value per share), printed and plotted."""
     print(
         "\nFig. 3 analogue: validation DBA by aligned share (rows) and latent size, "
         "shared = private (columns)\n"
     )
     print("| aligned | " + " | ".join(str(n) for n in latents) + " |")
     print("|---|" + "---|" * len(latents))
+    grid: dict[int, list[float]] = {n: [] for n in latents}
     for share in shares:
-        cells = []
         for n in latents:
             options = {"aligned_fraction": share, "shared_dim": n, "private_dim": n}
-            cells.append(_f(run.offline(run.train(f"vipoe fig3 {share} {n}", "vipoe", options))["dba"]))
-        print(f"| {share:.0%} | " + " | ".join(cells) + " |")
+            grid[n].append(run.offline(run.train(f"vipoe fig3 {share} {n}", "vipoe", options))["dba"])
+        print(f"| {share:.0%} | " + " | ".join(_f(grid[n][-1]) for n in latents) + " |")
+    plot_figure_three(grid, shares, run.out / "fig3.png")
+    print(f"\nplot           {run.out / 'fig3.png'}")
+    return grid
 
 
-def closed_loop_dropout(run: Runner, rows: dict[str, Path], levels: Sequence[float]) -> None:
+def plot_figure_three(grid: dict[int, list[float]], shares: Sequence[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(figsize=(5, 3.4))
+    for n, values in grid.items():
+        axes.plot([100 * s for s in shares], values, "o-", label=f"latent {n}")
+    axes.set(xscale="log", xlabel="aligned share of the training drives (%)", ylabel="validation DBA")
+    axes.set_xticks([100 * s for s in shares], [f"{100 * s:g}" for s in shares])
+    axes.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def closed_loop_dropout(
+    run: Runner,
+    models: dict[str, Path],
+    levels: Sequence[float],
+    modalities: Sequence[str],
+    every_drive: bool = False,
+) -> None:
     print(
         "\nClosed loop under per-modality dropout (missing frames, 0.5 s bursts): SNR loss in dB (increase)\n"
     )
-    models = {k: rows[k] for k in ("VI-PoE data-efficient", "VI-PoE data-sufficient", "BeamTransFuser")}
-    clean = {k: run.closed(v)["snr_loss_db"] for k, v in models.items()}
+    clean = {k: run.closed(v, None, every_drive)["snr_loss_db"] for k, v in models.items()}
     print("| dropout | " + " | ".join(models) + " |")
     print("|---|" + "---|" * len(models))
     print("| none | " + " | ".join(_f(clean[k], 2) for k in models) + " |")
-    for modality in ("camera", "lidar", "radar", "gps"):
+    for modality in modalities:
         for p in levels:
             faults = {"dropout": {modality: {"probability": p, "burst_s": 0.5, "mode": "missing"}}}
             cells = []
             for k, v in models.items():
-                loss = run.closed(v, faults)["snr_loss_db"]
+                loss = run.closed(v, faults, every_drive)["snr_loss_db"]
                 cells.append(f"{_f(loss, 2)} ({loss - clean[k]:+.2f})")
             print(f"| {modality} {p:.0%} | " + " | ".join(cells) + " |")
 
@@ -195,28 +238,55 @@ def main() -> None:
     parser.add_argument("--store", type=Path, required=True, help="a twin store (python -m twin.generate)")
     parser.add_argument("--out", type=Path, default=None, help="checkpoint folder (reused between runs)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every epoch count")
-    parser.add_argument("--stride", type=int, default=2, help="VI-PoE training anchors every N frames")
+    parser.add_argument("--stride", type=int, default=4, help="VI-PoE training anchors every N frames")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="VI-PoE head epochs without a better validation DBA before it stops (the trainer's 5; on a "
+        "small store a near-untrained head's lucky first epoch otherwise ends training)",
+    )
     parser.add_argument("--options", type=json.loads, default={}, help="VI-PoE options, JSON")
     parser.add_argument("--experiments", default="1,2,3,4,5", help="which of the five to run")
     parser.add_argument("--latents", default="8,16,32,64")
     parser.add_argument("--shares", default="0.05,0.1,0.2,0.4,0.8,1.0")
     parser.add_argument("--dropout", default="0.25,0.5")
+    parser.add_argument("--modalities", default="camera,lidar,radar,gps", help="dropped in experiment 5")
+    parser.add_argument(
+        "--shipped",
+        type=Path,
+        default=None,
+        help="experiment 5 on the vipoe and beamtransfuser checkpoints in this folder, every drive of "
+        "--store (give the evaluation store), instead of Table I's models on its validation drives",
+    )
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="vipoe-experiments-"))
-    run = Runner(args.store, out, args.scale, {"preset": "tiny", **args.options}, args.stride)
+    run = Runner(args.store, out, args.scale, {"preset": "tiny", **args.options}, args.stride, args.patience)
     chosen = {int(e) for e in args.experiments.split(",")}
     print(f"store          {args.store}\ncheckpoints    {out}")
-    rows = table_one(run) if chosen & {1, 2, 3, 5} else {}
+    rows = table_one(run) if 1 in chosen or (5 in chosen and args.shipped is None) else {}
     if 2 in chosen:
-        table_two(run, rows["VI-PoE data-efficient"])
+        table_two(run, efficient(run))
     if 3 in chosen:
-        figure_two(run, rows["VI-PoE data-efficient"])
+        figure_two(run, efficient(run))
     if 4 in chosen:
         figure_three(
             run, [int(n) for n in args.latents.split(",")], [float(s) for s in args.shares.split(",")]
         )
     if 5 in chosen:
-        closed_loop_dropout(run, rows, [float(p) for p in args.dropout.split(",")])
+        levels, modalities = [float(p) for p in args.dropout.split(",")], args.modalities.split(",")
+        if args.shipped is None:
+            names = ("VI-PoE data-efficient", "VI-PoE data-sufficient", "BeamTransFuser")
+            closed_loop_dropout(run, {k: rows[k] for k in names}, levels, modalities)
+        else:
+            shipped = {
+                "VI-PoE (shipped)": args.shipped / "vipoe",
+                "BeamTransFuser (shipped)": args.shipped / "beamtransfuser",
+            }
+            for folder in shipped.values():
+                if not (folder / "config.json").is_file():
+                    parser.error(f"--shipped: no checkpoint at {folder}")
+            closed_loop_dropout(run, shipped, levels, modalities, every_drive=True)
 
 
 if __name__ == "__main__":

@@ -61,3 +61,23 @@ def test_tables_are_consistent_and_a_rerun_reuses_the_checkpoints(
     assert "trained        " not in second
     for title in ("Table I analogue", "Table II analogue", "Fig. 2 analogue"):
         assert table(second, title) == table(first, title)
+
+
+def test_experiment_five_on_shipped_checkpoints_needs_both_checkpoints(
+    tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "vipoe").mkdir()
+    (tmp_path / "vipoe" / "config.json").write_text("{}")
+    argv = ["vipoe_experiments", "--store", str(tiny_store), "--out", str(tmp_path / "out"),
+            "--experiments", "5", "--shipped", str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        vipoe_experiments.main()
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(f"--shipped: no checkpoint at {tmp_path / 'beamtransfuser'}")
+
+
+def test_figure_three_is_written_as_a_png(tmp_path: Path) -> None:
+    path = tmp_path / "fig3.png"
+    vipoe_experiments.plot_figure_three({8: [0.2, 0.4], 32: [0.3, 0.5]}, [0.1, 1.0], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
