@@ -50,6 +50,8 @@ def retrieval(checkpoint: Path, store: str) -> dict[str, dict[int, float]]:
     loaded = load_checkpoint(checkpoint)
     frames = load_frames(store, loaded.model.inputs, loaded.preprocess)
     val = [i for i, d in enumerate(frames.drives) if d.id in loaded.config["split"]["val"]]
+    if not val:  # another store than the encoders': its own seed-0 validation drives (never seen)
+        val = list(frames.split(DataConfig(history=1), 0)[1])
     windows = WindowDataset(frames, val, DataConfig(history=1))
     batch = next(iter(torch.utils.data.DataLoader(windows, batch_size=len(windows))))
     order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(0))
