@@ -71,3 +71,12 @@ def test_the_environment_serves_the_estimate_deterministic_per_drive_and_seed(ti
     assert not np.array_equal(_channel(default, 0, 3), truth)
     with pytest.raises(ConfigError, match=r"^srs_snr_db = 'x'"):
         BeamSelectionEnv(tiny_store, modalities=["channel"], srs_snr_db="x")  # type: ignore[arg-type]
+
+
+def test_the_evaluation_option_defaults_to_the_link_budget_and_checks_its_range() -> None:
+    from twin.loop.evaluate import evaluation_from
+
+    assert evaluation_from({}).srs_snr_db is None
+    assert evaluation_from({"srs_snr_db": math.inf}).srs_snr_db == math.inf
+    with pytest.raises(ConfigError, match=r"^evaluation\.srs_snr_db = -60: expected a value >= -50$"):
+        evaluation_from({"srs_snr_db": -60})
