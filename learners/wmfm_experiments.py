@@ -1,6 +1,7 @@
 """The WMFM paper's Tables I–IV re-run on twin data, at a chosen scale:
 
     python -m learners.wmfm_experiments --scale 0.3 [--store <file>] [--pretrained <wmfm checkpoint>]
+    python -m learners.wmfm_experiments --snr-sweep --store <file>   # Fig. 11 analogue (learners.wmfm_snr)
 
 - Table I analogue: instance retrieval top-1/2/5 (camera → channel and channel → camera) on the
   validation frames, in pools of 64 pairs (chance 1/64, 2/64, 5/64), pretrained against random
@@ -14,7 +15,8 @@
 Encoders come from `--pretrained` (default: the shipped `wmfm` checkpoint of urban_street, trained on
 the same store with the same seed-0 drive split, so every head sees the drives it was pretrained on
 and is validated on the held-out ones). `--scale` sets head epochs (10 × scale, at least 2) and
-seeds (5 × scale, at least 1); mean ± standard deviation over seeds.
+seeds (5 × scale, at least 1), unless `--epochs` / `--seeds` set them; mean ± standard deviation over
+seeds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learners import wmfm_snr
 from learners.checkpoint import load_checkpoint, read_config
 from learners.data import VEHICLE_KINDS, DataConfig, WindowDataset, load_frames
 from learners.shipped import shipped_folder
@@ -47,6 +50,8 @@ def retrieval(checkpoint: Path, store: str) -> dict[str, dict[int, float]]:
     loaded = load_checkpoint(checkpoint)
     frames = load_frames(store, loaded.model.inputs, loaded.preprocess)
     val = [i for i, d in enumerate(frames.drives) if d.id in loaded.config["split"]["val"]]
+    if not val:  # another store than the encoders': its own seed-0 validation drives (never seen)
+        val = list(frames.split(DataConfig(history=1), 0)[1])
     windows = WindowDataset(frames, val, DataConfig(history=1))
     batch = next(iter(torch.utils.data.DataLoader(windows, batch_size=len(windows))))
     order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(0))
@@ -89,7 +94,7 @@ def head_run(
     if variant == "CSI-only":
         options["modalities"] = ["channel"]
     settings["options"] = options
-    folder = Path("outputs/wmfm_experiments") / f"{kind}-{variant}-s{seed}-x{stride}"
+    folder = Path("outputs/wmfm_experiments") / Path(store).stem / f"{kind}-{variant}-s{seed}-x{stride}"
     used = frames[variant == "CSI-only"]
     result = fit(store, settings, folder, progress=False, frames=used)
     train = set(read_config(result.checkpoint)["split"]["train"])
@@ -106,9 +111,16 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.3)
     parser.add_argument("--store", default=STORE)
     parser.add_argument("--pretrained", default=str(shipped_folder("urban_street", "wmfm")))
+    parser.add_argument("--seeds", type=int, default=0, help="seeds; 0: 5 x scale")
+    parser.add_argument("--epochs", type=int, default=0, help="head epochs; 0: 10 x scale")
+    parser.add_argument("--snr-sweep", action="store_true", help="localisation error against test SNR only")
     args = parser.parse_args()
+    if args.snr_sweep:
+        wmfm_snr.main(["--store", args.store])
+        return
     torch.set_num_threads(1)
-    epochs, seeds = max(2, round(10 * args.scale)), max(1, round(5 * args.scale))
+    epochs = args.epochs or max(2, round(10 * args.scale))
+    seeds = args.seeds or max(1, round(5 * args.scale))
     pretrained = Path(args.pretrained)
     start = time.perf_counter()
     loaded = load_checkpoint(pretrained)

@@ -6,8 +6,9 @@ Contract (DESIGN.md): action = beam index, Discrete(K). Observation = Dict of
   mask      MultiBinary   1 + one per modality, in `mask_names` order: feedback valid, then each
                           sensor usable this frame (0 when missing, in a GPS outage or before a fix)
   camera, lidar, radar, gps, position, channel   the enabled sensor modalities of the store (see
-                          README); `channel` (N, 2) float32 is the uplink channel estimate `h` of
-                          the frame, real/imaginary parts: its SRS costs one measurement slot a frame
+                          README); `channel` (N, 2) float32 is the uplink channel estimate of the
+                          frame (h plus SRS noise at `srs_snr_db`, twin.loop.srs), real/imaginary
+                          parts: its SRS costs one measurement slot a frame
 and, in the probing variant, `probe` (K,) float32: the beams probed in the previous frame (-300 dBm
 where not probed). Reward = achievable rate log2(1 + SNR) of the served beam under the noiseless
 (faulted) truth; with `penalize_overhead` it is scaled by (1 - beam-sweep overhead). `info` carries
@@ -31,8 +32,17 @@ from gymnasium import spaces
 
 from twin.errors import ConfigError, UsageError
 from twin.loop.drives import RSRP_FLOOR_DBM, Drive, ReplaySet, TwinContext, load_drives
-from twin.loop.faults import STREAM_MEASUREMENT, DropoutSchedule, blocked_sweeps, corrupt, schedules, stream
+from twin.loop.faults import (
+    STREAM_MEASUREMENT,
+    STREAM_SRS,
+    DropoutSchedule,
+    blocked_sweeps,
+    corrupt,
+    schedules,
+    stream,
+)
 from twin.loop.metrics import rate
+from twin.loop.srs import check_srs_snr, srs_estimate
 from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 from twin.radio.codebook import MAX_RSRP_DBM
 from twin.scenario.faults import FaultsConfig, faults_from
@@ -55,6 +65,7 @@ class BeamSelectionEnv(gym.Env):
         beam_measurement_s: float = 1e-4,
         penalize_overhead: bool = False,
         episodes: Sequence[str | int] | None = None,
+        srs_snr_db: float | None = None,
     ):
         if store is None:
             raise ConfigError("store: required; pass the path of a twin store, e.g. gym.make(id, store=path)")
@@ -63,6 +74,7 @@ class BeamSelectionEnv(gym.Env):
             raise ConfigError(f"beam_measurement_s = {beam_measurement_s!r}: expected a value in [0, 1] s")
         self.beam_measurement_s = float(beam_measurement_s)
         self.penalize_overhead = bool(penalize_overhead)
+        self.srs_snr_db = check_srs_snr(srs_snr_db)  # None: the link budget's SNR (twin.loop.srs)
         replay = load_drives(store)
         context = replay.context
         if modalities is None:  # the channel estimate is opt-in: its SRS costs airtime in every frame
@@ -172,6 +184,12 @@ class BeamSelectionEnv(gym.Env):
             stream(fault_seed, episode, STREAM_MEASUREMENT),
         )
         self.true_dbm, self.measured_dbm = true, measured
+        self._observed = dict(drive.sensors)
+        if "channel" in self.modalities:  # this episode's SRS estimates, drawn once per drive and seed
+            h = drive.sensors["channel"].view(np.complex64)[..., 0]
+            rng = stream(fault_seed, episode, STREAM_SRS)
+            estimate = srs_estimate(h, self.srs_snr_db, context.tx_power_dbm, context.noise_power_dbm, rng)
+            self._observed["channel"] = estimate.view(np.float32).reshape(*h.shape, 2)
         self.snr_db = true - context.noise_power_dbm
         self.oracle = np.argmax(true, axis=1)
         self.oracle_snr_db = self.snr_db[np.arange(frames), self.oracle]
@@ -299,11 +317,11 @@ class BeamSelectionEnv(gym.Env):
         for i, m in enumerate(self.modalities, start=1):
             schedule = self.dropouts.get(m)
             if schedule is None or not schedule.active[t]:
-                obs[m] = drive.sensors[m][t].copy()  # users keep observations: never hand out views
+                obs[m] = self._observed[m][t].copy()  # users keep observations: never hand out views
                 mask[i] = drive.sensor_ok[m][t]
                 continue
             source = int(schedule.source[t])
-            data = drive.sensors[m][source]
+            data = self._observed[m][source]
             rows = int(drive.lidar_count[source]) if m == "lidar" and drive.lidar_count is not None else None
             faulted = corrupt(m, data, t, schedule, getattr(self.faults.dropout, m), rows)
             obs[m] = faulted.copy() if faulted is data else faulted

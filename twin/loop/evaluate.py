@@ -62,6 +62,8 @@ class EvaluationConfig:
     dropout_modalities: tuple[str, ...] = spec(SENSOR_MODALITIES, check=_each_known(*SENSOR_MODALITIES))
     outage_snr_db: float = spec(0.0, check=between(-50, 50))
     beam_measurement_s: float = spec(1e-4, check=between(0, 1))  # airtime of one beam measurement
+    # Per-element SNR of the uplink channel estimate (twin.loop.srs): null the link budget's, inf none.
+    srs_snr_db: float | None = spec(None, check=at_least(-50))
     max_drives: int = spec(0, check=at_least(0))  # 0: every drive of the store
     confidence: float = spec(0.95, check=between(0.5, 0.999))
     bootstrap: int = spec(1000, check=between(0, 100_000))
@@ -414,7 +416,12 @@ def _runners(
             continue
         if name == "gps" and "gps" not in reads:
             notes.append("policy gps: the store has no GPS; it uses the stored UE position (ue_pos) instead")
-        env = BeamSelectionEnv(store, modalities=sorted(reads), beam_measurement_s=config.beam_measurement_s)
+        env = BeamSelectionEnv(
+            store,
+            modalities=sorted(reads),
+            beam_measurement_s=config.beam_measurement_s,
+            srs_snr_db=config.srs_snr_db,
+        )
         runners.append(_Runner(policy, env, reads))
     return runners
 

@@ -40,6 +40,7 @@ class EnvLanes:
                     modalities=first.modalities,
                     beam_measurement_s=first.beam_measurement_s,
                     penalize_overhead=first.penalize_overhead,
+                    srs_snr_db=first.srs_snr_db,
                 )
             )
         return self.envs[:count]

@@ -196,3 +196,16 @@ def test_observing_the_channel_costs_one_srs_slot_per_frame(tiny_store: Path) ->
     _, _, _, _, info = env.step(0)
     _, _, _, _, plain_info = plain.step(0)
     assert info["overhead"] == pytest.approx(1e-4 * env.context.frame_rate_hz) and plain_info["overhead"] == 0
+
+
+def test_the_snr_sweep_is_the_validation_error_when_noiseless_and_deterministic(
+    pretrained: tuple[Path, Path], tiny_store: Path, tmp_path: Path
+) -> None:
+    from learners.wmfm_snr import error_against_snr, loc_head
+
+    head = loc_head(str(tiny_store), pretrained[0], 1, 0, tmp_path / "loc")
+    validated = load_checkpoint(head).config["metrics"]["euclidean_m"]
+    curve = error_against_snr(str(tiny_store), head, (-20.0, math.inf), 0)
+    assert curve[math.inf] == pytest.approx(validated, rel=1e-5)  # no noise: the head's own validation
+    assert curve == error_against_snr(str(tiny_store), head, (-20.0, math.inf), 0)  # seeded noise
+    assert curve[-20.0] != curve[math.inf]

@@ -16,12 +16,13 @@ another: a policy that does not read the camera scores identically with and with
 from twin.loop.faults.blockage import BlockageSchedule, blockage_schedule, blocked_sweeps, cut_mask
 from twin.loop.faults.dropout import DropoutSchedule, burst_mask, corrupt, dropout_schedule
 from twin.loop.faults.schedule import Schedules, schedules
-from twin.loop.faults.streams import STREAM_BLOCKAGE, STREAM_MEASUREMENT, STREAM_MODALITY, stream
+from twin.loop.faults.streams import STREAM_BLOCKAGE, STREAM_MEASUREMENT, STREAM_MODALITY, STREAM_SRS, stream
 
 __all__ = [
     "STREAM_BLOCKAGE",
     "STREAM_MEASUREMENT",
     "STREAM_MODALITY",
+    "STREAM_SRS",
     "BlockageSchedule",
     "DropoutSchedule",
     "Schedules",

@@ -8,6 +8,7 @@ from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
 
 STREAM_BLOCKAGE = 0
 STREAM_MEASUREMENT = 1
+STREAM_SRS = 2  # the uplink channel estimate's noise (twin.loop.srs)
 STREAM_MODALITY = {name: 10 + i for i, name in enumerate(SENSOR_MODALITIES)}
 
 

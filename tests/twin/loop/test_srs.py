@@ -1,0 +1,82 @@
+"""The uplink channel estimate (twin.loop.srs): noise of the requested statistics, the link budget's
+SNR, deterministic per drive and seed, and served by the environment in place of the noiseless h."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.errors import ConfigError
+from twin.loop.env import BeamSelectionEnv
+from twin.loop.srs import check_srs_snr, noise_variance, srs_estimate
+
+
+def _h(frames: int = 4000, elements: int = 16) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    scale = 10 ** rng.uniform(-6, -4, (frames, 1))  # frames of very different power
+    shape = (frames, elements)
+    return (scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(np.complex64)
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 25.0])
+def test_a_fixed_snr_is_met_per_frame_with_circular_complex_noise(snr_db: float) -> None:
+    h = _h()
+    noise = srs_estimate(h, snr_db, 20.0, -90.0, np.random.default_rng(0)).astype(np.complex128) - h
+    power = np.mean(np.abs(h) ** 2, axis=1)
+    ratio = np.abs(noise) ** 2 / power[:, None]  # per-frame normalised: exponential of mean 10^(-SNR/10)
+    assert 10 * np.log10(ratio.mean()) == pytest.approx(-snr_db, abs=0.05)
+    normalised = noise / np.sqrt(power[:, None])
+    assert np.var(normalised.real) == pytest.approx(np.var(normalised.imag), rel=0.03)  # circular
+    assert abs(np.mean(normalised.real * normalised.imag)) < 0.01 * np.var(normalised.real)
+    assert abs(np.mean(normalised)) < 0.01 * np.std(normalised)  # zero mean
+
+
+def test_the_link_budget_noise_is_thermal_noise_over_the_transmit_power() -> None:
+    h = _h(200)
+    assert np.allclose(noise_variance(h, None, 20.0, -90.0), 1e-11)  # -90 dBm - 20 dBm = -110 dB
+    noise = srs_estimate(h, None, 20.0, -90.0, np.random.default_rng(0)).astype(np.complex128) - h
+    assert 10 * np.log10(np.mean(np.abs(noise) ** 2)) == pytest.approx(-110.0, abs=0.1)
+
+
+def test_inf_is_the_noiseless_channel_and_bad_values_are_one_line_errors() -> None:
+    h = _h(10)
+    assert np.array_equal(srs_estimate(h, math.inf, 20.0, -90.0, np.random.default_rng(0)), h)
+    assert check_srs_snr(None) is None and check_srs_snr(20) == 20.0
+    for bad in ("20", True, float("nan"), -60.0):
+        with pytest.raises(ConfigError, match=r"^srs_snr_db = .*: expected null \(the link budget\)"):
+            check_srs_snr(bad)  # type: ignore[arg-type]
+
+
+def _channel(env: BeamSelectionEnv, episode: int, fault_seed: int) -> np.ndarray:
+    obs, _ = env.reset(options={"episode": episode, "fault_seed": fault_seed})
+    return obs["channel"]
+
+
+def test_the_environment_serves_the_estimate_deterministic_per_drive_and_seed(tiny_store: Path) -> None:
+    noisy = BeamSelectionEnv(tiny_store, modalities=["channel"], srs_snr_db=10.0)
+    exact = BeamSelectionEnv(tiny_store, modalities=["channel"], srs_snr_db=math.inf)
+    truth = _channel(exact, 0, 3)
+    assert np.array_equal(truth, exact.drive.sensors["channel"][0])
+    first = _channel(noisy, 0, 3)
+    assert np.array_equal(first, _channel(noisy, 0, 3))  # same drive and seed: same estimate
+    assert not np.array_equal(first, _channel(noisy, 0, 4))  # another seed: other noise
+    assert not np.array_equal(first, truth)
+    error = (first - truth).ravel()
+    assert np.sum(error**2) > 0 and np.isfinite(error).all()
+    default = BeamSelectionEnv(tiny_store, modalities=["channel"])
+    assert default.srs_snr_db is None  # the link budget by default: noisy
+    assert not np.array_equal(_channel(default, 0, 3), truth)
+    with pytest.raises(ConfigError, match=r"^srs_snr_db = 'x'"):
+        BeamSelectionEnv(tiny_store, modalities=["channel"], srs_snr_db="x")  # type: ignore[arg-type]
+
+
+def test_the_evaluation_option_defaults_to_the_link_budget_and_checks_its_range() -> None:
+    from twin.loop.evaluate import evaluation_from
+
+    assert evaluation_from({}).srs_snr_db is None
+    assert evaluation_from({"srs_snr_db": math.inf}).srs_snr_db == math.inf
+    with pytest.raises(ConfigError, match=r"^evaluation\.srs_snr_db = -60: expected a value >= -50$"):
+        evaluation_from({"srs_snr_db": -60})
