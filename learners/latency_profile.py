@@ -140,8 +140,17 @@ def main(argv: list[str]) -> None:
         raise ConfigError(
             f"latency_profile: preset={options['preset']}: expected one of {', '.join(PRESETS)}"
         )
-    preset, retention = options["preset"], float(options["retention"])
-    count, threads, seed = int(options["windows"]), int(options["threads"]), int(options["seed"])
+    try:
+        preset, retention = options["preset"], float(options["retention"])
+        count, threads, seed = int(options["windows"]), int(options["threads"]), int(options["seed"])
+    except ValueError as error:
+        raise ConfigError(
+            f"latency_profile: {error}: retention is a number, windows/threads/seed integers"
+        ) from None
+    if not (0 < retention <= 1 and count >= 1 and threads >= 1 and seed >= 0):
+        raise ConfigError(
+            "latency_profile: expected 0 < retention <= 1, windows >= 1, threads >= 1, seed >= 0"
+        )
     unpruned = structure_model(preset, 1.0, "fusion")
     windows = random_windows(unpruned, count, seed)
     rows = {

@@ -51,3 +51,5 @@ def test_unknown_option_is_one_line() -> None:
         ConfigError, match=r"^latency_profile: preset=huge: expected one of tiny, mid, paper$"
     ):
         main(["preset=huge"])
+    with pytest.raises(ConfigError, match=r"^latency_profile: expected 0 < retention <= 1"):
+        main(["retention=1.5"])
