@@ -44,7 +44,7 @@ def _ratios(value: Any) -> str | None:
 @dataclass(frozen=True)
 class StudyConfig:
     checkpoint: str = spec("")  # a trained beamtransfuser folder; "": structure only, of `preset`
-    preset: str = spec("", check=one_of("", "tiny", "paper"))
+    preset: str = spec("", check=one_of("", "tiny", "mid", "paper"))
     ratios: tuple[float, ...] = spec(PAPER_RETENTIONS, check=_ratios)
     base: str = spec("fusion", check=one_of("fusion", "model"))
     importance: str = spec("grouped", check=one_of("exact", "grouped"))
@@ -93,7 +93,7 @@ def study_config(data: dict[str, Any] | StudyConfig) -> StudyConfig:
     if bool(config.checkpoint) == bool(config.preset):
         raise ConfigError(
             "compression_study: give checkpoint=<beamtransfuser folder> (accuracy and latency) or "
-            "preset=tiny|paper (structure only: parameters and latency of an untrained model), not both"
+            "preset=tiny|mid|paper (structure only: parameters and latency of an untrained model), not both"
         )
     return config
 

@@ -51,6 +51,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gps_hidden": 32,
         "dropout": 0.1,
     },
+    "mid": {  # between tiny (0.57 M) and paper (77.7 M): a few epochs fit ~20 min on one CPU thread
+        "channels": (32, 64, 128, 256),
+        "stem": 32,
+        "camera_blocks": (1, 1, 1, 1),
+        "sensor_blocks": (1, 1, 1, 1),
+        "layers": 2,
+        "heads": 4,
+        "ffn_ratio": 4,
+        "grid": (4, 4),
+        "frames": 1,
+        "head": (128, 64),
+        "gps_hidden": 64,
+        "dropout": 0.1,
+    },
     "paper": {
         "channels": (64, 128, 256, 512),
         "stem": 64,
@@ -69,6 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 PREPROCESS_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"camera_size": (36, 64), "bev_size": (32, 64), "radar_size": (32, 32)},
+    "mid": {"camera_size": (72, 128), "bev_size": (64, 128), "radar_size": (64, 64)},
     "paper": {"camera_size": (256, 256), "bev_size": (256, 256), "radar_size": (256, 64)},
 }
 

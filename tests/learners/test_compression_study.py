@@ -65,5 +65,5 @@ def test_bad_settings_fail_in_one_line() -> None:
         study_config({"checkpoint": "x", "ratios": [0.5, 1.5]})
     with pytest.raises(ConfigError, match=r"compression_study\.base"):
         study_config({"checkpoint": "x", "base": "everything"})
-    with pytest.raises(ConfigError, match=r"give checkpoint=.* or preset=tiny\|paper"):
+    with pytest.raises(ConfigError, match=r"give checkpoint=.* or preset=tiny\|mid\|paper"):
         study_config({"checkpoint": "x", "preset": "paper"})

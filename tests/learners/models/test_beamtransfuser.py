@@ -113,7 +113,9 @@ def test_options_are_validated_in_one_line() -> None:
         model_options("beamtransfuser", {"channels": [16, 30, 64, 64]})
     with pytest.raises(ConfigError, match=r"^model\.options\.modalities = \['sonar'\]: expected"):
         model_options("beamtransfuser", {"modalities": ["sonar"]})
-    with pytest.raises(ConfigError, match=r"^model\.options\.preset = 'huge': expected one of tiny, paper$"):
+    with pytest.raises(
+        ConfigError, match=r"^model\.options\.preset = 'huge': expected one of tiny, mid, paper$"
+    ):
         model_options("beamtransfuser", {"preset": "huge"})
 
 

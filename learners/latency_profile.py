@@ -1,0 +1,173 @@
+"""Where a BeamTransFuser decision's time goes: `python -m learners.latency_profile preset=paper`.
+
+Times one window's forward pass split by component (the CNN branches per modality, the four fusion
+blocks, the GPS encoder, the head, and the rest: masking, pooling, modality weights) with forward
+hooks, for the unpruned model and for the fusion blocks cut to `retention`; then the fusion-only
+ceiling: the same model with its fusion blocks removed entirely (every map passes through unfused),
+the fastest any pruning of the fusion blocks alone can get. Structure only (untrained models, random
+inputs): latency depends on the widths, not on the weights.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from learners.compression_study import structure_model
+from learners.models.beamtransfuser import PRESETS, BeamTransFuser
+from twin.errors import ConfigError
+
+Window = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class PassThrough(nn.Module):
+    """A fusion block that fuses nothing: the maps and GPS features go on unchanged."""
+
+    def forward(self, maps, frame_masks, gps, gps_mask):  # type: ignore[no-untyped-def]
+        return maps, gps
+
+
+@dataclass(frozen=True)
+class Profile:
+    total_ms: float  # p50 of the whole forward pass
+    parts_ms: dict[str, float]  # p50 per component; "other" is the total's median minus the parts'
+
+
+def component_modules(model: BeamTransFuser) -> dict[str, list[nn.Module]]:
+    parts: dict[str, list[nn.Module]] = {f"branch {m}": [model.branches[m]] for m in model.images}
+    parts["fusion"] = list(model.fusion)
+    if model.use_gps:
+        parts["gps"] = [model.gps_encoder, *model.gps_stages]
+    parts["head"] = [model.head]
+    return parts
+
+
+def _timed(module: nn.Module, name: str, spent: dict[str, float]) -> list[torch.utils.hooks.RemovableHandle]:
+    # ImageBranch.stage calls its encoder and stages directly, so time those, not the branch itself.
+    children = [module.encoder, *module.stages] if hasattr(module, "stages") else [module]
+    handles = []
+    for child in children:
+        start: list[float] = []
+        handles.append(child.register_forward_pre_hook(lambda *_, s=start: s.append(time.perf_counter())))
+        handles.append(
+            child.register_forward_hook(
+                lambda *_, s=start: spent.__setitem__(name, spent[name] + time.perf_counter() - s.pop())
+            )
+        )
+    return handles
+
+
+def profile(model: BeamTransFuser, windows: list[Window], threads: int) -> Profile:
+    """p50 over `windows` of the forward pass and of each component's share of it."""
+    model.eval()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    spent: dict[str, float] = defaultdict(float)
+    handles = [
+        h for name, mods in component_modules(model).items() for m in mods for h in _timed(m, name, spent)
+    ]
+    totals: list[float] = []
+    parts: dict[str, list[float]] = defaultdict(list)
+    try:
+        with torch.no_grad():
+            for inputs, masks in windows[:2]:  # warm-up
+                model(inputs, masks)
+            for inputs, masks in windows:
+                spent.clear()
+                tick = time.perf_counter()
+                model(inputs, masks)
+                totals.append((time.perf_counter() - tick) * 1e3)
+                for name in component_modules(model):
+                    parts[name].append(spent[name] * 1e3)
+    finally:
+        for handle in handles:
+            handle.remove()
+        torch.set_num_threads(previous)
+    medians = {name: float(np.median(values)) for name, values in parts.items()}
+    total = float(np.median(totals))
+    medians["other"] = max(0.0, total - sum(medians.values()))
+    return Profile(total, medians)
+
+
+def without_fusion(model: BeamTransFuser) -> BeamTransFuser:
+    """The same model with every fusion block replaced by a pass-through (the fusion-only ceiling)."""
+    model.fusion = nn.ModuleList([PassThrough() for _ in model.fusion])
+    return model
+
+
+def random_windows(model: BeamTransFuser, count: int, seed: int) -> list[Window]:
+    generator = torch.Generator().manual_seed(seed)
+    shapes = model.context.shapes
+    history = model.context.history
+    return [
+        ({m: torch.randn(1, history, *s, generator=generator) for m, s in shapes.items()},
+         {m: torch.ones(1, history, dtype=torch.bool) for m in shapes})
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+def describe(rows: dict[str, Profile]) -> str:
+    names = list(dict.fromkeys(n for p in rows.values() for n in p.parts_ms))
+    lines = [
+        "| model | total p50 ms | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for label, p in rows.items():
+        cells = " | ".join(
+            f"{p.parts_ms[n]:.1f} ({p.parts_ms[n] / p.total_ms:.0%})" if n in p.parts_ms else "–"
+            for n in names
+        )
+        lines.append(f"| {label} | {p.total_ms:.1f} | {cells} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    options = {"preset": "paper", "retention": "0.6", "windows": "10", "threads": "2", "seed": "0"}
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in options or not value:
+            raise ConfigError(
+                f"latency_profile: {arg!r}: expected KEY=VALUE with KEY among {', '.join(options)}"
+            )
+        options[key] = value
+    if options["preset"] not in PRESETS:
+        raise ConfigError(
+            f"latency_profile: preset={options['preset']}: expected one of {', '.join(PRESETS)}"
+        )
+    try:
+        preset, retention = options["preset"], float(options["retention"])
+        count, threads, seed = int(options["windows"]), int(options["threads"]), int(options["seed"])
+    except ValueError as error:
+        raise ConfigError(
+            f"latency_profile: {error}: retention is a number, windows/threads/seed integers"
+        ) from None
+    if not (0 < retention <= 1 and count >= 1 and threads >= 1 and seed >= 0):
+        raise ConfigError(
+            "latency_profile: expected 0 < retention <= 1, windows >= 1, threads >= 1, seed >= 0"
+        )
+    unpruned = structure_model(preset, 1.0, "fusion")
+    windows = random_windows(unpruned, count, seed)
+    rows = {
+        "unpruned": profile(unpruned, windows, threads),
+        f"fusion retention {retention:g}": profile(
+            structure_model(preset, retention, "fusion"), windows, threads
+        ),
+        "fusion removed (ceiling)": profile(
+            without_fusion(structure_model(preset, 1.0, "fusion")), windows, threads
+        ),
+    }
+    print(f"{preset} preset, one window, {threads} threads, p50 of {count} windows (share of the total)")
+    print(describe(rows))
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
