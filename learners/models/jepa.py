@@ -167,6 +167,25 @@ def rankme(embeddings: torch.Tensor, eps: float = 1e-7) -> float:
     return float(torch.exp(-(p * torch.log(p)).sum()))
 
 
+def lda_rank(views: torch.Tensor, delta: float = 1e-4, eps: float = 1e-7) -> float:
+    """LDA-rank (Thilak et al. 2023, the paper's R_LDA) of (N, A, D) embeddings, A views per sample:
+    exp of the entropy of the normalised eigenvalues of Σ_w^-1/2 Σ_b Σ_w^-1/2, Σ_w the covariance
+    within each sample's views (+ δ I so that it inverts), Σ_b the covariance of the sample means."""
+    if views.dim() != 3 or views.shape[0] < 2 or views.shape[1] < 2:
+        raise ValueError(f"lda_rank: views of shape {tuple(views.shape)}: expected (N >= 2, A >= 2, D)")
+    x = views.double()
+    means = x.mean(1)
+    within = (x - means[:, None]).reshape(-1, x.shape[-1])
+    sw = within.T @ within / within.shape[0] + delta * torch.eye(x.shape[-1], dtype=x.dtype)
+    centred = means - means.mean(0)
+    sb = centred.T @ centred / centred.shape[0]
+    w, v = torch.linalg.eigh(sw)
+    root = v @ torch.diag(w.rsqrt()) @ v.T  # Σ_w^-1/2, symmetric
+    lam = torch.linalg.eigvalsh(root @ sb @ root).clamp_min(0)
+    q = lam / lam.sum() + eps
+    return float(torch.exp(-(q * torch.log(q)).sum()))
+
+
 def _transformer(o: JEPAOptions, layers: int) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(o.dim, o.heads, 4 * o.dim, dropout=0.0, activation="gelu",
                                        batch_first=True, norm_first=True)  # fmt: skip

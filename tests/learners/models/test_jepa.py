@@ -15,7 +15,7 @@ import torch
 
 from learners.checkpoint import load_checkpoint
 from learners.closed_loop import run_closed_loop
-from learners.models.jepa import JEPA, block_masks, ema_update, momentum, rankme
+from learners.models.jepa import JEPA, block_masks, ema_update, lda_rank, momentum, rankme
 from learners.models.registry import ModelContext, build_model
 from learners.preprocess import preprocess_config
 from learners.train import _freeze, fit, train_config
@@ -214,3 +214,18 @@ def test_jepa_is_a_policy_in_the_batched_closed_loop(trained: tuple[Path, Path],
     policy = make_policy("jepa", {"checkpoint": str(trained[0])})
     result = run_closed_loop(tiny_store, policy, episodes=["run00000-ue00", "run00001-ue00"])
     assert result.frames == 40 and np.isfinite(result.metrics["snr_loss_db"])
+
+
+@pytest.mark.parametrize("rank", [1, 3, 6])
+def test_lda_rank_is_the_rank_of_well_separated_class_means(rank: int) -> None:
+    # 2·rank classes at ±5 e_k: Σ_b has `rank` equal eigenvalues, the views add isotropic noise of
+    # std 0.01, so Σ_w^-1/2 Σ_b Σ_w^-1/2 has `rank` equal large eigenvalues and the rest near 0.
+    g = torch.Generator().manual_seed(0)
+    means = torch.cat([5 * torch.eye(12)[:rank], -5 * torch.eye(12)[:rank]])
+    views = means[:, None] + 0.01 * torch.randn(2 * rank, 50, 12, generator=g)
+    assert lda_rank(views) == pytest.approx(rank, rel=1e-2)
+
+
+def test_lda_rank_rejects_a_single_view() -> None:
+    with pytest.raises(ValueError, match="expected \\(N >= 2, A >= 2, D\\)"):
+        lda_rank(torch.zeros(4, 1, 3))
