@@ -121,6 +121,8 @@ class JEPAOptions:
     head_hidden: int = spec(64, check=between(1, 8192))
     position_weight: float = spec(1.0, check=between(0, 1e4))  # head losses next to the beam's focal loss
     power_weight: float = spec(1.0, check=between(0, 1e4))
+    # The paper's E2E baseline: the same network, no pretraining, backbone trained with the heads.
+    e2e: bool = spec(False)
 
     def validate(self, prefix: str) -> None:
         if self.dim % self.heads:
@@ -330,6 +332,8 @@ class JEPA(PresetModel):
     # --- the interface of learners.pretrain --------------------------------------------------------
 
     def pretraining_stages(self) -> tuple[PretrainStage, ...]:
+        if self.options.e2e:  # no stage, so learners.train freezes nothing: end to end from scratch
+            return ()
         return (PretrainStage("jepa", self.options.pretrain_epochs, self.options.stage_lr),)
 
     def backbone_prefixes(self) -> tuple[str, ...]:

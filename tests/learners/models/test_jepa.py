@@ -169,6 +169,21 @@ def test_the_beam_head_overfits_a_batch_on_the_frozen_backbone() -> None:
     assert all(torch.equal(a, b) for a, b in zip(frozen, model.encoder.parameters()))
 
 
+def test_the_e2e_baseline_trains_its_backbone_from_scratch(tiny_store: Path, tmp_path: Path) -> None:
+    e2e = {**SHIPPED_LIKE, "options": {**SHIPPED_LIKE.get("options", {}), "e2e": True}}
+    frozen = {**SHIPPED_LIKE, "options": {**SHIPPED_LIKE.get("options", {}), "pretrain_epochs": 0}}
+    a, b = (load_checkpoint(fit(tiny_store, c, tmp_path / n, progress=False).checkpoint)
+            for c, n in ((e2e, "e2e"), (frozen, "frozen")))  # fmt: skip
+    assert a.config["pretraining"] == []
+    # Same seed, same initial weights, and the frozen run's backbone (no pretraining epoch) is still
+    # the initial one: what differs, the E2E run trained.
+    pairs = zip(a.model.encoder.parameters(), b.model.encoder.parameters())
+    moved = [not torch.equal(p, q) for p, q in pairs]
+    assert sum(moved) > len(moved) // 2
+    heads_a, heads_b = a.model.beam_out.weight, b.model.beam_out.weight
+    assert not torch.equal(heads_a, heads_b)
+
+
 def test_the_paper_presets_parameter_counts_match_table_iv() -> None:
     deployment = Deployment(num_beams=64, angles_deg=tuple(np.linspace(-45, 45, 64)), frame_rate_hz=10.0,
                             noise_power_dbm=-90.0)  # fmt: skip
