@@ -131,6 +131,19 @@ def structure_model(preset: str, retention: float, base: str) -> BeamTransFuser:
     return BeamTransFuser(pruned_options(model, keeps), model.context).eval()
 
 
+def random_windows(
+    model: BeamTransFuser, count: int, generator: torch.Generator
+) -> list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """`count` single windows of random frames of the model's input sizes, every frame present
+    (what a latency measurement needs: the values do not change the work)."""
+    shapes, history = model.context.shapes, model.context.history
+    return [
+        ({m: torch.randn(1, history, *s, generator=generator) for m, s in shapes.items()},
+         {m: torch.ones(1, history, dtype=torch.bool) for m in shapes})
+        for _ in range(count)
+    ]  # fmt: skip
+
+
 def structure_rows(config: StudyConfig) -> list[Row]:
     """Parameters and latency per retention of an untrained `config.preset` model (no accuracy)."""
     generator = torch.Generator().manual_seed(config.seed)
@@ -144,12 +157,7 @@ def structure_rows(config: StudyConfig) -> list[Row]:
                 raise
             rows.append(Row(ratio, None, original, refused=str(error).split(": ", 1)[-1]))
             continue
-        shapes = model.context.shapes
-        windows = [
-            ({m: torch.randn(1, 5, *shape, generator=generator) for m, shape in shapes.items()},
-             {m: torch.ones(1, 5, dtype=torch.bool) for m in shapes})
-            for _ in range(config.latency_windows)
-        ]  # fmt: skip
+        windows = random_windows(model, config.latency_windows, generator)
         measured = Measurement(
             parameter_count(model),
             fusion_parameter_count(model),

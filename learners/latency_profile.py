@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learners.compression_study import structure_model
+from learners.compression_study import random_windows, structure_model
 from learners.models.beamtransfuser import PRESETS, BeamTransFuser
 from twin.errors import ConfigError
 
@@ -101,17 +101,6 @@ def without_fusion(model: BeamTransFuser) -> BeamTransFuser:
     return model
 
 
-def random_windows(model: BeamTransFuser, count: int, seed: int) -> list[Window]:
-    generator = torch.Generator().manual_seed(seed)
-    shapes = model.context.shapes
-    history = model.context.history
-    return [
-        ({m: torch.randn(1, history, *s, generator=generator) for m, s in shapes.items()},
-         {m: torch.ones(1, history, dtype=torch.bool) for m in shapes})
-        for _ in range(count)
-    ]  # fmt: skip
-
-
 def describe(rows: dict[str, Profile]) -> str:
     names = list(dict.fromkeys(n for p in rows.values() for n in p.parts_ms))
     lines = [
@@ -152,7 +141,7 @@ def main(argv: list[str]) -> None:
             "latency_profile: expected 0 < retention <= 1, windows >= 1, threads >= 1, seed >= 0"
         )
     unpruned = structure_model(preset, 1.0, "fusion")
-    windows = random_windows(unpruned, count, seed)
+    windows = random_windows(unpruned, count, torch.Generator().manual_seed(seed))
     rows = {
         "unpruned": profile(unpruned, windows, threads),
         f"fusion retention {retention:g}": profile(

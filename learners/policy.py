@@ -167,7 +167,7 @@ class HistoryWindow:
 
 def encode_new_frames(windows: Sequence[HistoryWindow]) -> None:
     """Encode the frames the windows hold without features yet: per input, one batch of them all
-    (the zero frame that stands for a missing one, once)."""
+    (a missing frame's zeros included, so its features are what forward would compute)."""
     model = windows[0].model
     for name in windows[0].encoded:
         todo = [(w, i) for w in windows for i, f in enumerate(w.features[name]) if f is None]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learners.compression_study import structure_model
-from learners.latency_profile import component_modules, main, profile, random_windows, without_fusion
+from learners.compression_study import random_windows, structure_model
+from learners.latency_profile import component_modules, main, profile, without_fusion
 from learners.pruning import parameter_count
 from twin.errors import ConfigError
 
@@ -18,7 +18,7 @@ def test_mid_preset_sits_between_tiny_and_paper() -> None:
 
 def test_without_fusion_pools_the_unfused_branch_maps() -> None:
     model = without_fusion(structure_model("tiny", 1.0, "fusion"))
-    inputs, masks = random_windows(model, 1, seed=3)[0]
+    inputs, masks = random_windows(model, 1, torch.Generator().manual_seed(3))[0]
     with torch.no_grad():
         logits = model(inputs, masks)
         features = []
@@ -38,7 +38,7 @@ def test_without_fusion_pools_the_unfused_branch_maps() -> None:
 
 def test_profile_names_every_component_and_leaves_no_hooks() -> None:
     model = structure_model("tiny", 0.6, "fusion")
-    result = profile(model, random_windows(model, 2, seed=0), threads=1)
+    result = profile(model, random_windows(model, 2, torch.Generator().manual_seed(0)), threads=1)
     assert set(result.parts_ms) == {*component_modules(model), "other"}
     assert result.parts_ms["fusion"] > 0 and result.total_ms > 0
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
