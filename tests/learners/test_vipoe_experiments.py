@@ -15,10 +15,14 @@ from learners import vipoe_experiments
 
 
 def run_script(
-    store: Path, out: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    store: Path,
+    out: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: tuple[str, ...] = ("--experiments", "1,2,3"),
 ) -> str:
     argv = ["vipoe_experiments", "--store", str(store), "--out", str(out), "--scale", "0.05",
-            "--stride", "4", "--experiments", "1,2,3"]  # fmt: skip
+            "--stride", "4", *extra]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     vipoe_experiments.main()
     return capsys.readouterr().out
@@ -61,6 +65,15 @@ def test_tables_are_consistent_and_a_rerun_reuses_the_checkpoints(
     assert "trained        " not in second
     for title in ("Table I analogue", "Table II analogue", "Fig. 2 analogue"):
         assert table(second, title) == table(first, title)
+
+    # Table II on the data-sufficient model: its full DBA is Table I's data-sufficient row.
+    third = run_script(
+        tiny_store, tmp_path, capsys, monkeypatch, ("--experiments", "2", "--masked-model", "sufficient")
+    )
+    assert "trained        " not in third
+    full = float(re.search(r"data-sufficient, full (\d\.\d+)\)", third).group(1))  # type: ignore[union-attr]
+    assert full == pytest.approx(float(one[1][1]), abs=1e-3)
+    assert [row[0] for row in table(third, "Table II analogue")] == list(vipoe_experiments.MASKED)
 
 
 def test_experiment_five_on_shipped_checkpoints_needs_both_checkpoints(
