@@ -111,6 +111,12 @@ def head_run(
     return {**result.metrics, "epoch_s": windows / result.samples_per_s}
 
 
+def defined_mean(values: list[float]) -> float:
+    """Mean of the values that are defined (NaN: a class absent from a seed's validation)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -197,7 +203,7 @@ def main() -> None:
     for variant in ("WMFM", "E2E", "CSI-only"):
         ms = results[("wmfm_los", variant, 1)]
         prf = {
-            c: " / ".join(f"{np.nanmean([m[c][k] for m in ms]):.2f}" for k in ("precision", "recall", "f1"))
+            c: " / ".join(f"{defined_mean([m[c][k] for m in ms]):.2f}" for k in ("precision", "recall", "f1"))
             for c in ("nlos", "los")
         }
         paper = PAPER["los"][variant]
