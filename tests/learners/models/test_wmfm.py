@@ -71,16 +71,18 @@ def test_balanced_accuracy_and_per_class_scores_match_a_hand_count() -> None:
     assert scores["f1"][0] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
 
 
-def test_injected_channel_noise_has_the_requested_snr_statistics() -> None:
+@pytest.mark.parametrize("subcarriers", [1, 8])  # h (2, 16, 1) and the csi (2, 16, 8)
+def test_injected_channel_noise_has_the_requested_snr_statistics(subcarriers: int) -> None:
     generator = torch.Generator().manual_seed(2)
-    x = torch.randn(4000, 2, 16, 1, generator=generator) * torch.rand(4000, 1, 1, 1, generator=generator)
+    x = torch.randn(4000, 2, 16, subcarriers, generator=generator)
+    x = x * torch.rand(4000, 1, 1, 1, generator=generator)
     noisy, snr_db = add_channel_noise(x, 20.0, 10.0, generator)
     assert float(snr_db.mean()) == pytest.approx(20.0, abs=0.5) and float(snr_db.std()) == pytest.approx(
         10, abs=0.5
     )
     signal = (x**2).sum(1).flatten(1).mean(1)
     noise = ((noisy - x) ** 2).sum(1).flatten(1).mean(1)
-    measured = 10 * torch.log10(signal / noise)  # per sample, from 16 complex noise draws
+    measured = 10 * torch.log10(signal / noise)  # per sample, from 16 × S complex noise draws
     assert float((measured - snr_db).mean()) == pytest.approx(0.0, abs=0.3)
 
 
