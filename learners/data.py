@@ -29,7 +29,7 @@ frame, since neighbouring frames are nearly identical.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from learners.preprocess import (
     rsrp_normalised,
 )
 from twin.errors import ConfigError
-from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
+from twin.observations import CHANNEL, OBSERVED_FIELD, observed_field
 from twin.store import TwinStore
 from twin.store.deployment import Deployment, read_deployment
 from twin.store.sensors import SensorReader
@@ -131,7 +131,7 @@ def load_frames(
         fields = set(store.modalities)
         ids = store.episode_ids
     preprocessor = Preprocessor(preprocess, deployment)
-    sources = input_fields(inputs, preprocess)
+    sources = input_fields(inputs, preprocess, fields)
     missing = [f"{n} (field {s!r})" for n, s in sources.items() if s not in fields]
     if missing:
         raise ConfigError(
@@ -140,7 +140,7 @@ def load_frames(
     truth = "rsrp_noiseless_dbm" if label == "true" and "rsrp_noiseless_dbm" in fields else "rsrp_dbm"
     drives = []
     with h5py.File(path, "r") as f:
-        reader = _SensorReader(f, preprocessor, list(sources))
+        reader = _SensorReader(f, preprocessor, sources)
         for episode_id in ids:
             group = f["episodes"][episode_id]
             measured = group["rsrp_dbm"][()]
@@ -176,25 +176,36 @@ def _task_labels(group: h5py.Group, frames: int) -> dict[str, np.ndarray]:
     return out
 
 
-def input_fields(inputs: Sequence[str], preprocess: PreprocessConfig) -> dict[str, str]:
-    """Sensor input → the store field it is computed from (the environment reads the same fields)."""
-    return {n: MODALITY_FIELD[input_source(n, preprocess)] for n in inputs if n in SENSOR_INPUTS}
+def input_fields(
+    inputs: Sequence[str], preprocess: PreprocessConfig, fields: Container[str] = ()
+) -> dict[str, str]:
+    """Sensor input → the store field it is computed from in a store holding `fields` (the
+    environment reads the same ones): the channel is the csi where there is one, unless
+    `channel_field=h`."""
+    out = {}
+    for name in inputs:
+        if name not in SENSOR_INPUTS:
+            continue
+        source = input_source(name, preprocess)
+        narrowband = source == CHANNEL and preprocess.channel_field == "h"
+        out[name] = OBSERVED_FIELD[source] if narrowband else observed_field(source, fields)
+    return out
 
 
 class _SensorReader:
     """Preprocessed sensor inputs of one episode, from the observation arrays the environment reads
     (twin.store.sensors); arrays linked from a run are preprocessed once."""
 
-    def __init__(self, file: h5py.File, preprocessor: Preprocessor, inputs: Sequence[str]):
+    def __init__(self, file: h5py.File, preprocessor: Preprocessor, fields: dict[str, str]):
         self.observations = SensorReader(file)
         self.preprocessor = preprocessor
-        self.inputs = inputs
+        self.fields = fields  # input → the store field it is read from
         self.shared: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, episode_id: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         arrays, masks = {}, {}
-        for name in self.inputs:
-            observed = self.observations.read(episode_id, self.preprocessor.source(name))
+        for name, field_name in self.fields.items():
+            observed = self.observations.read(episode_id, self.preprocessor.source(name), field_name)
             key = None if observed.key is None else (name, observed.key)
             if key is None or key not in self.shared:
                 frames = self.preprocessor.frames(name, observed.data)

@@ -44,7 +44,15 @@ from learners.checkpoint import CheckpointError, load_checkpoint, read_config
 from learners.data import RF_INPUT
 from learners.models.cvae import FilledInputs
 from learners.models.registry import MODELS, BeamPredictor, ModelContext, model_class
-from learners.preprocess import PreprocessConfig, Preprocessor, input_source, rsrp_normalised
+from learners.preprocess import (
+    CHANNEL_INPUT,
+    PreprocessConfig,
+    Preprocessor,
+    channel_shape,
+    check_channel_fits,
+    input_source,
+    rsrp_normalised,
+)
 from learners.threads import one_thread
 from twin.errors import ConfigError
 from twin.loop.drives import TwinContext
@@ -281,6 +289,10 @@ class LearnedPolicy(Policy):
                 f"policy {self.name}: the model predicts {model.context.num_beams} beams, "
                 f"the store {context.path} has {context.num_beams}"
             )
+        if context.deployment is not None and CHANNEL_INPUT in model.inputs:
+            trained = model.context.shapes.get(CHANNEL_INPUT)
+            served = channel_shape(context.deployment)  # the environment observes the csi where there is one
+            check_channel_fits(trained, served, f"policy {self.name}", context.path)
         if isinstance(model, FilledInputs):
             model.reseed()  # the same draws of z in every evaluation condition
         self.windows = [

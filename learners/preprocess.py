@@ -13,9 +13,10 @@ float32 array a network reads.
   the ellipsoid's radii at the origin (exact to millimetres over a street), as (x, y) / scale plus
   the sine and cosine of the UE's azimuth from boresight: the sine is the array angle's sine, which
   a geometric beam would use;
-- channel: the uplink channel estimate `h` (N antennas, complex) → (2, N, 1), real then imaginary
-  parts, in units of one global gain `channel_ref_db` (not per frame: the path gain tells LoS from
-  non-LoS and near from far);
+- channel: the uplink channel estimate, the store's `csi` (N antennas × S subcarriers, complex) →
+  (2, N, S) where it has subcarriers, its narrowband `h` (N) → (2, N, 1) otherwise (or always, with
+  `channel_field=h`), real then imaginary parts, in units of one global gain `channel_ref_db` (not
+  per frame: the path gain tells LoS from non-LoS and near from far);
 - RSRP: (RSRP − noise power) / scale, i.e. SNR in units of `rsrp_scale_db`.
 
 The same functions serve training (frames read from the store) and the policy adapter (frames from
@@ -25,7 +26,9 @@ environment observations), so a deployed model sees what it was trained on.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +74,9 @@ class PreprocessConfig:
     gps_scale_m: float = spec(30.0, check=at_least(0.1))
     rsrp_scale_db: float = spec(20.0, check=at_least(0.1))
     channel_ref_db: float = spec(-80.0, check=between(-300, 100))  # |h|² of one unit (urban_street ≈ −80)
+    # auto: the store's csi (N × S) where it has subcarriers, else h; h: the narrowband h always (the
+    # README's comparison; offline only: the closed loop observes the store's csi where it has one).
+    channel_field: str = spec("auto", check=one_of("auto", "h"))
 
     def to_json(self) -> dict[str, Any]:
         return to_dict(self)
@@ -254,12 +260,35 @@ def rsrp_normalised(
 
 
 def channel_input(raw: np.ndarray, ref_db: float) -> np.ndarray:
-    """(N, 2) real/imaginary observation (or (N,) complex) → (2, N, 1) in units of 10^(ref_db/20)."""
+    """A real/imaginary observation (N, S, 2) or (N, 2) — or complex (N, S) / (N,) as stored — →
+    (2, N, S) or (2, N, 1), in units of 10^(ref_db/20)."""
     values = np.asarray(raw)
     if np.iscomplexobj(values):
         values = np.stack([values.real, values.imag], -1)
+    if values.ndim == 2:  # narrowband: one "subcarrier"
+        values = values[:, None, :]
     scale = 10 ** (-ref_db / 20)
-    return (np.moveaxis(values.reshape(-1, 2), -1, 0)[..., None] * scale).astype(np.float32)
+    return (np.moveaxis(values, -1, 0) * scale).astype(np.float32)
+
+
+def channel_shape(deployment: Deployment, narrowband: bool = False) -> tuple[int, int, int]:
+    """The channel input of a store: (2, N, S) over its S subcarriers (its csi), (2, N, 1) for the
+    narrowband h (a store without subcarriers, or `narrowband`)."""
+    subcarriers = 0 if narrowband else deployment.num_subcarriers
+    return (2, deployment.num_antennas, max(subcarriers, 1))
+
+
+def check_channel_fits(
+    trained: Sequence[int] | None, given: Sequence[int] | None, who: str, store: str | Path
+) -> None:
+    """One error line when a model trained on one channel shape meets a store that gives another
+    (the closed loop serves a store's csi where it has one); None: no channel input on that side."""
+    if trained is None or given is None or tuple(trained) == tuple(given):
+        return
+    raise ConfigError(
+        f"{who}: trained on channel inputs {tuple(trained)}, but store {store} gives {tuple(given)} "
+        "((2, N, S): csi over S subcarriers; (2, N, 1): the narrowband h); train it on a store of that kind"
+    )
 
 
 def input_source(name: str, config: PreprocessConfig) -> str:
@@ -302,7 +331,7 @@ class Preprocessor:
         if name == "gps":
             return (GPS_FEATURES,)
         if name == CHANNEL_INPUT:
-            return (2, self.deployment.num_antennas, 1)
+            return channel_shape(self.deployment, narrowband=c.channel_field == "h")
         raise ConfigError(f"unknown model input {name!r}; sensor inputs: {', '.join(SENSOR_INPUTS)}")
 
     def frame(self, name: str, raw: np.ndarray) -> np.ndarray:
@@ -321,7 +350,13 @@ class Preprocessor:
         if name == "gps":
             return gps_features(raw, self.deployment, c)
         if name == CHANNEL_INPUT:
-            return channel_input(raw, c.channel_ref_db)
+            channel = channel_input(raw, c.channel_ref_db)
+            if channel.shape != self.shape(name):
+                raise ConfigError(
+                    f"channel input: an observation of shape {channel.shape}, the model reads "
+                    f"{self.shape(name)} (csi (2, N, S) or the narrowband h (2, N, 1))"
+                )
+            return channel
         raise ConfigError(f"unknown model input {name!r}; sensor inputs: {', '.join(SENSOR_INPUTS)}")
 
     def frames(self, name: str, raw: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 from learners.checkpoint import FORMAT, CheckpointError, load_checkpoint, read_config
 from learners.compress import compress
 from learners.data import input_fields
+from learners.preprocess import CHANNEL_INPUT, channel_shape, check_channel_fits
 from learners.train import fit, model_inputs, train_config
 from twin.loop.drives import TwinContext
 from twin.scenario.config import ScenarioConfig
@@ -136,12 +137,15 @@ def check_fits(checkpoint: str | Path, context: TwinContext) -> None:
         )
     settings = train_config(config.get("train") or {"model": config["model"]})
     _, _, preprocess, inputs = model_inputs(settings)
-    missing = [f"{name} ({field!r})" for name, field in input_fields(inputs, preprocess).items()
-               if field not in context.fields]  # fmt: skip
+    fields = input_fields(inputs, preprocess, context.fields)
+    missing = [f"{name} ({field!r})" for name, field in fields.items() if field not in context.fields]
     if missing:
         raise CheckpointError(
             f"{checkpoint}: reads {', '.join(missing)}, which the store {context.path} does not have"
         )
+    if context.deployment is not None:
+        served = channel_shape(context.deployment)
+        check_channel_fits(config["shapes"].get(CHANNEL_INPUT), served, str(checkpoint), context.path)
 
 
 def train_shipped(

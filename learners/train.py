@@ -43,7 +43,7 @@ from learners.data import DataConfig, FrameSet, WindowDataset, data_config, load
 from learners.metrics import evaluate_offline
 from learners.models.registry import BeamPredictor, ModelContext, model_class, model_options
 from learners.optimisation import Optimisation, batches
-from learners.preprocess import PreprocessConfig, preprocess_config
+from learners.preprocess import CHANNEL_INPUT, PreprocessConfig, check_channel_fits, preprocess_config
 from learners.stages import run_stages
 from twin.errors import ConfigError
 from twin.progress import progress_bar
@@ -117,10 +117,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _init_from(model: nn.Module, path: str) -> int:
+def _init_from(model: nn.Module, path: str, store: str | Path) -> int:
     """Copy every tensor of another checkpoint whose name (or, for a model holding another one, the
-    name under the model's `init_prefix`) and shape match; returns how many."""
-    source = load_checkpoint(path).model.state_dict()
+    name under the model's `init_prefix`) and shape match; returns how many. A checkpoint of another
+    channel shape than the store's is refused in one line."""
+    loaded = load_checkpoint(path)
+    context = getattr(model, "context", None)
+    if context is not None:  # encoders of another channel shape would load in part, silently
+        trained, given = loaded.model.context.shapes, context.shapes
+        key = f"train.init_from = {path!r}"
+        check_channel_fits(trained.get(CHANNEL_INPUT), given.get(CHANNEL_INPUT), key, store)
+    source = loaded.model.state_dict()
     own = model.state_dict()
     prefix = getattr(model, "init_prefix", "")
     matched = {}
@@ -200,7 +207,7 @@ def _setup(store: str | Path, config: TrainConfig, frames: FrameSet | None) -> _
     )
     model: BeamPredictor = cls(options, context)
     if config.init_from:
-        _init_from(model, config.init_from)
+        _init_from(model, config.init_from, store)
     frozen = _freeze(model, (*config.freeze, *model.frozen_prefixes()))
     return _Setup(model, frames, train_ids, val_ids, frozen)
 

@@ -199,7 +199,7 @@ def missing_fields(store: Path, settings: TrainConfig) -> list[str]:
     """The store fields a model's sensor inputs need that the store lacks."""
     _, _, preprocess, inputs = model_inputs(settings)
     fields = set(load_drives(store).context.fields)
-    needed = input_fields(inputs, preprocess)
+    needed = input_fields(inputs, preprocess, fields)
     return [f"{field!r} ({name})" for name, field in needed.items() if field not in fields]
 
 

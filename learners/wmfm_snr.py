@@ -27,11 +27,21 @@ PRETRAININGS = {"no noise": None, "20 dB": 20.0, "10 dB": 10.0}  # pretraining c
 TEST_SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, 30.0, math.inf)
 
 
-def pretrain(store: str, snr_db: float | None, epochs: int, seed: int, folder: Path) -> Path:
+def pretrain(
+    store: str,
+    snr_db: float | None,
+    epochs: int,
+    seed: int,
+    folder: Path,
+    preprocess: dict[str, Any] | None = None,
+) -> Path:
+    """Contrastive pretraining only (no head) on the store's seed-`seed` training drives; `snr_db`
+    None: no channel noise."""
     options: dict[str, Any] = {"pretrain_epochs": epochs, "pretrain_noise": snr_db is not None}
     if snr_db is not None:
         options.update(snr_mean_db=snr_db, snr_std_db=0.0)
-    settings = {"model": "wmfm", "seed": seed, "batch_size": 64, "data": {"history": 1}, "options": options}
+    settings = {"model": "wmfm", "seed": seed, "batch_size": 64, "data": {"history": 1}, "options": options,
+                "preprocess": dict(preprocess or {})}  # fmt: skip
     return fit(store, settings, folder, progress=False, head=False).checkpoint
 
 

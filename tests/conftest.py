@@ -26,6 +26,16 @@ def tiny_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
+def tiny_csi_store(tiny: ScenarioConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny scenario with 8 OFDM subcarriers (csi 16 × 8, the WMFM paper's H) and one served car
+    per run (contrastive pairs are one car's), kept small: 4 drives of 10 frames."""
+    changes = {"radio.num_subcarriers": 8, "dataset.drives": 4, "dataset.frames_per_drive": 10,
+               "traffic.served_per_run": 1}  # fmt: skip
+    path, _ = generate(replace(tiny, **changes), tmp_path_factory.mktemp("csi-cache"), progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def local_ray():  # type: ignore[no-untyped-def]
     """A Ray of 2 CPUs started here for the executor=ray tests (skipped where Ray is not installed);
     the executors find it running and leave it running."""

@@ -3,9 +3,11 @@ shared/papers/wmfm-wireless-multimodal-foundation-model.txt (§IV, §VII; readin
 
 - Stage 1 (self-supervised, learners.stages): an image encoder (own ResNet, random init) and a
   convolutional channel encoder map the base station's camera frame and the uplink channel estimate
-  `h` of the same frame to d-dimensional embeddings; projection heads (used only here) map both into
-  the space where the symmetric InfoNCE (eq. 6, τ = 0.1) pulls each pair together and pushes the
-  batch's other pairs apart. Optionally the channel is noised at an SNR drawn per sample (§VII-A).
+  of the same frame (the store's csi, (2, N, S) over its subcarriers — the paper's 16 × 8 — or the
+  narrowband h, (2, N, 1), where it has none) to d-dimensional embeddings; projection heads (used
+  only here) map both into the space where the symmetric InfoNCE (eq. 6, τ = 0.1) pulls each pair
+  together and pushes the batch's other pairs apart. Optionally the channel is noised at an SNR
+  drawn per sample (§VII-A).
 - Stage 2 (learners.train, frozen encoders, batch-norm statistics too): light heads over
   z = [z_CAM; z_CSI]: a modality MLP each → a one-layer transformer over the two tokens (the paper's
   attention gate) → MLP. Kinds:

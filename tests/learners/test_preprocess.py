@@ -1,18 +1,23 @@
-"""Each modality's preprocessing against geometry worked out by hand or by the twin's own conventions."""
+"""Each modality's preprocessing against geometry worked out by hand or by the twin's own conventions;
+the channel input from a store's csi (2, N, S) or its narrowband h (2, N, 1)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from learners.data import load_frames
 from learners.preprocess import (
     CAMERA_MEAN,
     CAMERA_STD,
     PreprocessConfig,
     Preprocessor,
     camera_image,
+    channel_input,
+    channel_shape,
     equirectangular,
     gps_features,
     lidar_bev,
@@ -27,6 +32,7 @@ from twin.radio.codebook import UniformLinearArray
 from twin.scenario.config import GeodeticOrigin, RadarConfig
 from twin.scenario.geodetic import geodetic_to_local, local_to_geodetic
 from twin.sensors.radar import SPEED_OF_LIGHT, carrier_hz
+from twin.store import TwinStore
 from twin.store.deployment import Deployment
 
 ORIGIN = (48.137, 11.575, 520.0, 70.0)  # lat, lon, alt, heading of local +x
@@ -157,3 +163,43 @@ def test_bad_preprocessing_settings_fail_in_one_line() -> None:
         preprocess_config({"bev_extent_m": [10, -10, 0, 5]})
     with pytest.raises(ConfigError, match=r"^preprocess\.camera_sizes: unknown key"):
         preprocess_config({"camera_sizes": [1, 2]})
+
+
+def test_the_channel_input_keeps_the_subcarrier_axis() -> None:
+    rng = np.random.default_rng(4)
+    csi = (rng.standard_normal((16, 8)) + 1j * rng.standard_normal((16, 8))).astype(np.complex64)
+    observed = csi.view(np.float32).reshape(16, 8, 2)  # as the environment serves it
+    x = channel_input(observed, -20.0)  # one unit = 10^(-20/20) = 0.1
+    assert x.shape == (2, 16, 8)
+    np.testing.assert_allclose(x[0] * 0.1, csi.real, rtol=1e-6)
+    np.testing.assert_allclose(x[1] * 0.1, csi.imag, rtol=1e-6)
+    np.testing.assert_array_equal(channel_input(csi, -20.0), x)  # stored complex: the same
+    h = np.ascontiguousarray(csi[:, 3])
+    narrow = channel_input(h.view(np.float32).reshape(16, 2), -20.0)
+    assert narrow.shape == (2, 16, 1) and np.array_equal(narrow[..., 0], x[..., 3])
+    assert channel_shape(deployment(num_antennas=16, num_subcarriers=8)) == (2, 16, 8)
+    assert channel_shape(deployment(num_antennas=16)) == (2, 16, 1)
+    assert channel_shape(deployment(num_antennas=16, num_subcarriers=8), narrowband=True) == (2, 16, 1)
+    wideband = Preprocessor(PreprocessConfig(), deployment(num_antennas=16, num_subcarriers=8))
+    with pytest.raises(ConfigError, match=r"^channel input: an observation of shape \(2, 16, 1\), the model"):
+        wideband.frame("channel", h)
+
+
+def test_a_store_with_subcarriers_gives_2x16x8_and_a_narrowband_one_2x16x1(
+    tiny_csi_store: Path, tiny_store: Path
+) -> None:
+    frames = load_frames(tiny_csi_store, ("channel",), PreprocessConfig(channel_ref_db=0.0))
+    assert frames.shapes["channel"] == (2, 16, 8) and frames.deployment.num_subcarriers == 8
+    with TwinStore(tiny_csi_store) as store:
+        episode = store.episode(frames.drives[0].id, ["csi", "h"])
+    x = frames.drives[0].inputs["channel"]
+    assert x.shape == (len(episode["csi"]), 2, 16, 8)
+    np.testing.assert_allclose(x[:, 0] + 1j * x[:, 1], episode["csi"], rtol=1e-6)
+    h_only = PreprocessConfig(channel_ref_db=0.0, channel_field="h")
+    narrow = load_frames(tiny_csi_store, ("channel",), h_only)
+    assert narrow.shapes["channel"] == (2, 16, 1)
+    y = narrow.drives[0].inputs["channel"][..., 0]
+    np.testing.assert_allclose(y[:, 0] + 1j * y[:, 1], episode["h"], rtol=1e-6)
+    plain = load_frames(tiny_store, ("channel",), PreprocessConfig())
+    assert plain.shapes["channel"] == (2, 16, 1) and plain.deployment.num_subcarriers == 0
+    assert plain.drives[0].inputs["channel"].shape[1:] == (2, 16, 1)

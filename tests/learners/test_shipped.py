@@ -1,5 +1,6 @@
 """The checkpoints that ship with the project: they load, fit the default scenario's store, never
-trained on a run the main job evaluates, and a damaged one is refused in one line."""
+trained on a run the main job evaluates, and a damaged one (or the wmfm on a store with csi) is refused in
+one line."""
 
 from __future__ import annotations
 
@@ -24,17 +25,36 @@ from learners.shipped import (
 )
 from tests.conftest import REPO
 from twin.dataset.generation import root_attributes, run_indices
+from twin.errors import ConfigError
 from twin.radio.codebook import Codebook
 from twin.scenario.config import load_scenario
+from twin.store.deployment import Deployment
 
 SCENARIO = load_scenario(REPO / "scenarios" / "urban_street.yaml")
 
 
-def default_store_context() -> SimpleNamespace:
-    """What the main job's urban_street store holds (without tracing it): fields and codebook."""
+def default_store_context(subcarriers: int = 0) -> SimpleNamespace:
+    """What the main job's urban_street store holds (without tracing it): fields, codebook and array
+    (`subcarriers`: as if it also held csi over that many)."""
     attrs = root_attributes(SCENARIO, Codebook.from_config(SCENARIO.base_station))
-    fields = ("t", "rsrp_dbm", "best_beam", *json.loads(attrs["modalities"]))
-    return SimpleNamespace(num_beams=attrs["num_beams"], fields=fields, path="urban_street (default)")
+    fields = (
+        "t",
+        "rsrp_dbm",
+        "best_beam",
+        *json.loads(attrs["modalities"]),
+        *(("csi",) if subcarriers else ()),
+    )
+    deployment = Deployment(
+        num_beams=attrs["num_beams"],
+        angles_deg=(),
+        frame_rate_hz=attrs["frame_rate_hz"],
+        noise_power_dbm=attrs["noise_power_dbm"],
+        num_antennas=attrs["num_antennas"],
+        num_subcarriers=subcarriers,
+    )
+    return SimpleNamespace(
+        num_beams=attrs["num_beams"], fields=fields, path="urban_street (default)", deployment=deployment
+    )
 
 
 def test_every_family_ships_a_checkpoint_that_loads_and_fits_the_default_store() -> None:
@@ -48,6 +68,14 @@ def test_every_family_ships_a_checkpoint_that_loads_and_fits_the_default_store()
         check_fits(folder, context)
         size = sum(f.stat().st_size for f in folder.iterdir())
         assert size < 4 << 20, f"{folder}: {size} bytes; shipped checkpoints stay small"
+
+
+def test_the_shipped_wmfm_reads_the_narrowband_channel_and_refuses_a_store_with_csi() -> None:
+    folder = shipped_models("urban_street")["wmfm"]
+    with pytest.raises(
+        ConfigError, match=r"wmfm: trained on channel inputs \(2, 16, 1\), but store .* \(2, 16, 8\)"
+    ):
+        check_fits(folder, default_store_context(subcarriers=8))
 
 
 def test_shipped_checkpoints_never_trained_on_a_run_the_main_job_evaluates() -> None:

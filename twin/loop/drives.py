@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 
 from twin.errors import ConfigError
-from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
 from twin.observations import OBSERVED_MODALITIES as SENSOR_MODALITIES
+from twin.observations import observed_field
 from twin.radio.codebook import Codebook, UniformLinearArray
 from twin.scenario.config import GeodeticOrigin
 from twin.store import TwinStore
@@ -147,7 +147,7 @@ def _context(store: TwinStore) -> TwinContext:
         tx_power_dbm=deployment.tx_power_dbm,
         measurement_noise_db=deployment.measurement_noise_db,
         truth=truth,
-        sensors=tuple(m for m in SENSOR_MODALITIES if MODALITY_FIELD[m] in fields),
+        sensors=tuple(m for m in SENSOR_MODALITIES if observed_field(m, fields) in fields),
         fields=fields,
         array=deployment.array,
         weights=weights,

@@ -6,9 +6,10 @@ Contract (DESIGN.md): action = beam index, Discrete(K). Observation = Dict of
   mask      MultiBinary   1 + one per modality, in `mask_names` order: feedback valid, then each
                           sensor usable this frame (0 when missing, in a GPS outage or before a fix)
   camera, lidar, radar, gps, position, channel   the enabled sensor modalities of the store (see
-                          README); `channel` (N, 2) float32 is the uplink channel estimate of the
-                          frame (h plus SRS noise at `srs_snr_db`, twin.loop.srs), real/imaginary
-                          parts: its SRS costs one measurement slot a frame
+                          README); `channel` (N, S, 2) float32 is the uplink channel estimate of
+                          the frame over the store's S subcarriers (its csi plus SRS noise at
+                          `srs_snr_db`, twin.loop.srs), (N, 2) from h where the store has no csi,
+                          real/imaginary parts: its SRS costs one measurement slot a frame
 and, in the probing variant, `probe` (K,) float32: the beams probed in the previous frame (-300 dBm
 where not probed). Reward = achievable rate log2(1 + SNR) of the served beam under the noiseless
 (faulted) truth; with `penalize_overhead` it is scaled by (1 - beam-sweep overhead). `info` carries
@@ -91,7 +92,8 @@ class BeamSelectionEnv(gym.Env):
         self.mask_names: tuple[str, ...] = ("rsrp", *self.modalities)
         self._drives = _select(replay.drives, episodes)
         self._slot_fraction = self.beam_measurement_s * context.frame_rate_hz
-        # Observing the uplink channel estimate needs the UE's SRS in every frame: one slot of airtime.
+        # Observing the uplink channel estimate needs the UE's SRS in every frame: one slot of airtime,
+        # however many subcarriers (one SRS symbol spans the band: all S are measured at once).
         self._srs_slots = 1 if "channel" in self.modalities else 0
         k = context.num_beams
         self.action_space = spaces.Discrete(k)

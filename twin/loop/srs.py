@@ -1,10 +1,14 @@
-"""The base station's uplink channel estimate from the UE's SRS: the true h plus estimation noise.
+"""The base station's uplink channel estimate from the UE's SRS: the true channel plus estimation
+noise. The channel is the narrowband h (T, N) or, where the store has subcarriers, the csi (T, N, S).
 
-A least-squares estimate from one pilot per antenna element carries complex Gaussian noise of the
-receiver's noise power on every element. `snr_db = None` takes that power from the link budget (the
-UE's transmit power against the thermal noise: a far car's estimate is noisier than a near one's);
-a number fixes the per-element SNR instead, against each frame's mean element power; `inf` keeps
-the noiseless h (an upper bound: no real SRS is exact).
+A least-squares estimate from one pilot per antenna element (and subcarrier) carries complex Gaussian
+noise of the receiver's noise power on every entry, independent across elements and subcarriers.
+`snr_db = None` takes that power from the link budget (the UE's transmit power against the thermal
+noise: a far car's estimate is noisier than a near one's). Over S subcarriers the SRS spreads its
+power over the band as the noise is spread, so each subcarrier's estimate has the same SNR as the
+narrowband one (P/S against N/S): the same noise variance, in the units of h, per entry. A number
+fixes the per-entry SNR instead, against each frame's mean power per entry (over elements and
+subcarriers); `inf` keeps the noiseless channel (an upper bound: no real SRS is exact).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def check_srs_snr(value: float | None, key: str = "srs_snr_db") -> float | None:
 def noise_variance(
     h: np.ndarray, snr_db: float | None, tx_power_dbm: float, noise_power_dbm: float
 ) -> np.ndarray:
-    """(T,) complex noise variance per element, in the units of h (RSRP = tx power + |w^H h|^2)."""
+    """(T,) complex noise variance per entry (element, subcarrier), in the units of h (RSRP = tx
+    power + |w^H h|^2)."""
     frames = h.shape[0]
     if snr_db is None:  # thermal noise referred to the transmitter: N / P_tx
         return np.full(frames, 10 ** ((noise_power_dbm - tx_power_dbm) / 10))

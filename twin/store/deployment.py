@@ -34,6 +34,7 @@ class Deployment:
     tx_power_dbm: float = 0.0
     measurement_noise_db: float = 0.0  # std of the power detector's error
     num_antennas: int = 0  # 0: unknown
+    num_subcarriers: int = 0  # S of the store's csi (N × S); 0: no csi, only the narrowband h
     spacing_wavelengths: float = 0.5
     bs_position_m: Vector | None = None  # (3,)
     bs_yaw_deg: float | None = None  # boresight azimuth, counter-clockwise from local +x
@@ -91,6 +92,7 @@ class Deployment:
             tx_power_dbm=float(data.get("tx_power_dbm", 0.0)),
             measurement_noise_db=float(data.get("measurement_noise_db", 0.0)),
             num_antennas=int(data.get("num_antennas", 0)),
+            num_subcarriers=int(data.get("num_subcarriers", 0)),
             spacing_wavelengths=float(data.get("spacing_wavelengths", 0.5)),
             bs_position_m=vector("bs_position_m"),
             bs_yaw_deg=None if data.get("bs_yaw_deg") is None else float(data["bs_yaw_deg"]),
@@ -118,6 +120,13 @@ def codebook_weights(store: TwinStore) -> np.ndarray | None:
         return None
 
 
+def _subcarriers(store: TwinStore) -> int:
+    """S of the store's csi (the last axis of its (T, N, S) arrays), 0 when it has none."""
+    if "csi" not in store.modalities:
+        return 0
+    return int(store.episode(store.episode_ids[0], ["csi"])["csi"].shape[-1])
+
+
 def read_deployment(store: TwinStore) -> Deployment:
     """The deployment of an open, validated store."""
     attrs = store.attrs
@@ -141,6 +150,7 @@ def read_deployment(store: TwinStore) -> Deployment:
         tx_power_dbm=float(attrs["tx_power_dbm"]),
         measurement_noise_db=float(attrs.get("measurement_noise_db", 0.0)),
         num_antennas=int(attrs.get("num_antennas", 0)),
+        num_subcarriers=_subcarriers(store),
         spacing_wavelengths=float(attrs.get("array_spacing_wavelengths", 0.5)),
         bs_position_m=_vector(attrs, "bs_position_m", 3),
         bs_yaw_deg=float(attrs["bs_yaw_deg"]) if "bs_yaw_deg" in attrs else None,

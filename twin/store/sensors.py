@@ -1,7 +1,8 @@
 """Sensor observations read from a store, one way for the environment and for training.
 
-A modality's stored field (twin.observations.OBSERVED_FIELD) becomes the observation array the
-environment's spaces declare: radar complex64 cubes as float32 (..., 2) real/imaginary parts, GPS
+A modality's stored field (twin.observations.observed_field: the channel is the episode's csi where
+it has one, else h) becomes the observation array the environment's spaces declare: radar cubes and
+the channel, complex64, as float32 (..., 2) real/imaginary parts, GPS
 with NaN before the first fix zeroed and flagged unusable, LiDAR padding finite. Arrays a run's drives
 share (soft links to `/runs/<run>/<field>`) are read and converted once and come back as the same
 read-only objects, with the link as their `key`, so a reader downstream can also do its own work
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from twin.observations import OBSERVED_FIELD as MODALITY_FIELD
+from twin.observations import observed_field
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,11 @@ class SensorReader:
         link = group.get(name, getlink=True)
         return link.path if isinstance(link, h5py.SoftLink) else None
 
-    def read(self, episode_id: str, modality: str) -> SensorArray:
+    def read(self, episode_id: str, modality: str, field: str | None = None) -> SensorArray:
+        """The modality's observation array, from its field in this episode (or from `field`: a
+        learner may read the narrowband h where the store also has csi)."""
         group = self.file["episodes"][episode_id]
-        name = MODALITY_FIELD[modality]
+        name = field or observed_field(modality, group)
         key = self._link(group, name)
         if key is not None and (modality, key) in self._shared:
             return self._shared[(modality, key)]

@@ -2,7 +2,8 @@
 cross-entropy limit, balanced accuracy by hand, injected channel noise at the requested SNR, and on
 the tiny twin store: contrastive pretraining lifts retrieval far above chance (random encoders stay
 near it), heads keep the encoders and their batch-norm statistics frozen, training is deterministic
-and round-trips, the beam head runs as a policy, one-line errors."""
+and round-trips, the beam head runs as a policy, one-line errors; on a tiny store with 8 subcarriers
+the channel is the 16 × 8 csi end to end, and a checkpoint of one channel shape refuses the other."""
 
 from __future__ import annotations
 
@@ -70,16 +71,18 @@ def test_balanced_accuracy_and_per_class_scores_match_a_hand_count() -> None:
     assert scores["f1"][0] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
 
 
-def test_injected_channel_noise_has_the_requested_snr_statistics() -> None:
+@pytest.mark.parametrize("subcarriers", [1, 8])  # h (2, 16, 1) and the csi (2, 16, 8)
+def test_injected_channel_noise_has_the_requested_snr_statistics(subcarriers: int) -> None:
     generator = torch.Generator().manual_seed(2)
-    x = torch.randn(4000, 2, 16, 1, generator=generator) * torch.rand(4000, 1, 1, 1, generator=generator)
+    x = torch.randn(4000, 2, 16, subcarriers, generator=generator)
+    x = x * torch.rand(4000, 1, 1, 1, generator=generator)
     noisy, snr_db = add_channel_noise(x, 20.0, 10.0, generator)
     assert float(snr_db.mean()) == pytest.approx(20.0, abs=0.5) and float(snr_db.std()) == pytest.approx(
         10, abs=0.5
     )
     signal = (x**2).sum(1).flatten(1).mean(1)
     noise = ((noisy - x) ** 2).sum(1).flatten(1).mean(1)
-    measured = 10 * torch.log10(signal / noise)  # per sample, from 16 complex noise draws
+    measured = 10 * torch.log10(signal / noise)  # per sample, from 16 × S complex noise draws
     assert float((measured - snr_db).mean()) == pytest.approx(0.0, abs=0.3)
 
 
@@ -209,3 +212,53 @@ def test_the_snr_sweep_is_the_validation_error_when_noiseless_and_deterministic(
     assert curve[math.inf] == pytest.approx(validated, rel=1e-5)  # no noise: the head's own validation
     assert curve == error_against_snr(str(tiny_store), head, (-20.0, math.inf), 0)  # seeded noise
     assert curve[-20.0] != curve[math.inf]
+
+
+@pytest.fixture(scope="module")
+def pretrained_csi(tiny_csi_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pretraining and the beam head on the tiny store with 8 subcarriers (a few epochs: it runs)."""
+    settings = {**PRETRAIN, "options": {"pretrain_epochs": 2}}
+    folder = tmp_path_factory.mktemp("wmfm-csi") / "wmfm"
+    return fit(tiny_csi_store, settings, folder, progress=False).checkpoint
+
+
+def test_on_a_store_with_subcarriers_the_channel_encoder_reads_16x8_and_the_policy_runs(
+    pretrained_csi: Path, tiny_csi_store: Path
+) -> None:
+    loaded = load_checkpoint(pretrained_csi)
+    assert loaded.config["shapes"]["channel"] == [2, 16, 8]
+    assert [e["stage"] for e in loaded.config["pretraining"]] == ["contrastive"] * 2
+    widths = loaded.model.options.channel_widths
+    assert loaded.model.channel_encoder.mlp[0].in_features == widths[-1] * 16 * 8  # the S axis is kept
+    policy = make_policy("wmfm", {"checkpoint": str(pretrained_csi)})
+    result = run_closed_loop(tiny_csi_store, policy)
+    assert result.frames == 40 and np.isfinite(result.metrics["snr_loss_db"])
+
+
+NARROW_ON_CSI = r"trained on channel inputs \(2, 16, 1\), but store .* gives \(2, 16, 8\) \(\(2, N, S\): csi"
+CSI_ON_NARROW = r"trained on channel inputs \(2, 16, 8\), but store .* gives \(2, 16, 1\)"
+
+
+def test_a_checkpoint_of_one_channel_shape_refuses_a_store_of_another(
+    pretrained: tuple[Path, Path], pretrained_csi: Path, tiny_store: Path, tiny_csi_store: Path
+) -> None:
+    narrow, wide = str(pretrained[0]), str(pretrained_csi)
+    head = {"model": "wmfm_los", "epochs": 1, "data": {"history": 1}}
+    with pytest.raises(ConfigError, match=r"^train\.init_from = .*: " + NARROW_ON_CSI):
+        fit(tiny_csi_store, {**head, "init_from": narrow}, "unused", progress=False)
+    with pytest.raises(ConfigError, match=r"^train\.init_from = .*: " + CSI_ON_NARROW):
+        fit(tiny_store, {**head, "init_from": wide}, "unused", progress=False)
+    with pytest.raises(ConfigError, match=r"^policy wmfm: " + NARROW_ON_CSI):
+        run_closed_loop(tiny_csi_store, make_policy("wmfm", {"checkpoint": narrow}))
+    with pytest.raises(ConfigError, match=r"^policy wmfm: " + CSI_ON_NARROW):
+        run_closed_loop(tiny_store, make_policy("wmfm", {"checkpoint": wide}))
+
+
+def test_the_narrowband_h_of_a_store_with_subcarriers_fits_narrowband_encoders_only(
+    pretrained: tuple[Path, Path], pretrained_csi: Path, tiny_csi_store: Path, tmp_path: Path
+) -> None:
+    head = {"model": "wmfm_los", "epochs": 1, "data": {"history": 1}, "preprocess": {"channel_field": "h"}}
+    result = fit(tiny_csi_store, {**head, "init_from": str(pretrained[0])}, tmp_path / "h", progress=False)
+    assert load_checkpoint(result.checkpoint).config["shapes"]["channel"] == [2, 16, 1]
+    with pytest.raises(ConfigError, match=r"^train\.init_from = .*: trained on channel inputs \(2, 16, 8\)"):
+        fit(tiny_csi_store, {**head, "init_from": str(pretrained_csi)}, tmp_path / "x", progress=False)

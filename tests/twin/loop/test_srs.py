@@ -1,5 +1,6 @@
 """The uplink channel estimate (twin.loop.srs): noise of the requested statistics, the link budget's
-SNR, deterministic per drive and seed, and served by the environment in place of the noiseless h."""
+SNR, deterministic per drive and seed, and served by the environment in place of the noiseless h; on a
+store with subcarriers over the csi, at the same SNR on every subcarrier and independent across them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from twin.errors import ConfigError
 from twin.loop.env import BeamSelectionEnv
 from twin.loop.srs import check_srs_snr, noise_variance, srs_estimate
+from twin.store import TwinStore
 
 
 def _h(frames: int = 4000, elements: int = 16) -> np.ndarray:
@@ -80,3 +82,56 @@ def test_the_evaluation_option_defaults_to_the_link_budget_and_checks_its_range(
     assert evaluation_from({"srs_snr_db": math.inf}).srs_snr_db == math.inf
     with pytest.raises(ConfigError, match=r"^evaluation\.srs_snr_db = -60: expected a value >= -50$"):
         evaluation_from({"srs_snr_db": -60})
+
+
+def _csi(frames: int = 2000, elements: int = 16, subcarriers: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    scale = 10 ** rng.uniform(-6, -4, (frames, 1, 1))
+    shape = (frames, elements, subcarriers)
+    return (scale * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(np.complex64)
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0, 25.0])
+def test_over_subcarriers_a_fixed_snr_is_met_per_frame_and_the_noise_is_white(snr_db: float) -> None:
+    csi = _csi()
+    noise = srs_estimate(csi, snr_db, 20.0, -90.0, np.random.default_rng(0)).astype(np.complex128) - csi
+    power = np.mean(np.abs(csi) ** 2, axis=(1, 2))  # the frame's mean power per element and subcarrier
+    normalised = noise / np.sqrt(power[:, None, None])
+    assert 10 * np.log10(np.mean(np.abs(normalised) ** 2)) == pytest.approx(-snr_db, abs=0.05)
+    per_subcarrier = 10 * np.log10(np.mean(np.abs(normalised) ** 2, axis=(0, 1)))
+    np.testing.assert_allclose(per_subcarrier, -snr_db, atol=0.1)  # every subcarrier at the same SNR
+    adjacent = np.mean(normalised[..., 1:] * np.conj(normalised[..., :-1]))
+    assert abs(adjacent) < 0.02 * np.mean(np.abs(normalised) ** 2)  # independent across subcarriers
+    assert np.var(normalised.real) == pytest.approx(np.var(normalised.imag), rel=0.03)  # circular
+
+
+def test_over_subcarriers_the_link_budget_noise_is_the_narrowband_one_per_entry() -> None:
+    csi = _csi(200)
+    assert np.allclose(noise_variance(csi, None, 20.0, -90.0), 1e-11)
+    noise = srs_estimate(csi, None, 20.0, -90.0, np.random.default_rng(0)).astype(np.complex128) - csi
+    assert 10 * np.log10(np.mean(np.abs(noise) ** 2)) == pytest.approx(-110.0, abs=0.1)
+
+
+def _drive_channels(env: BeamSelectionEnv, episode: int, fault_seed: int) -> np.ndarray:
+    """Every frame's channel observation of one episode, (T, ...) complex."""
+    obs, _ = env.reset(options={"episode": episode, "fault_seed": fault_seed})
+    seen, done = [obs["channel"]], False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(0)
+        done = terminated or truncated
+        if not done:
+            seen.append(obs["channel"])
+    return np.stack(seen).view(np.complex64)[..., 0].astype(np.complex128)
+
+
+def test_the_environment_serves_the_csi_estimate_on_a_store_with_subcarriers(tiny_csi_store: Path) -> None:
+    exact = BeamSelectionEnv(tiny_csi_store, modalities=["channel"], srs_snr_db=math.inf)
+    assert exact.observation_space["channel"].shape == (16, 8, 2)
+    truth = _drive_channels(exact, 1, 0)
+    with TwinStore(tiny_csi_store) as store:
+        csi = store.episode(exact.drive.id, ["csi"])["csi"]
+    np.testing.assert_array_equal(truth, csi[: len(truth)])
+    noisy = BeamSelectionEnv(tiny_csi_store, modalities=["channel"], srs_snr_db=10.0)
+    error = _drive_channels(noisy, 1, 0) - truth
+    ratio = np.mean(np.abs(error) ** 2, axis=(1, 2)) / np.mean(np.abs(truth) ** 2, axis=(1, 2))
+    assert 10 * np.log10(ratio.mean()) == pytest.approx(-10.0, abs=0.6)  # 128 draws a frame
