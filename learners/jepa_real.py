@@ -33,12 +33,13 @@ import torch
 from torch.utils.data import Dataset
 
 from learners.data import RF_INPUT
+from learners.head_training import fit_heads, pretrain
+from learners.horizon_metrics import power_errors, top_k
 from learners.models.jepa import JEPA
 from learners.models.registry import BeamPredictor, ModelContext, Tensors, build_model, model_options
-from learners.optimisation import Optimisation, batches
+from learners.optimisation import batches
 from learners.preprocess import preprocess_config
-from learners.stages import _StageLoss
-from learners.train import _freeze, seed_everything, train_config
+from learners.train import seed_everything
 from twin.errors import ConfigError, StoreError
 from twin.store import TwinStore
 from twin.store.deployment import Deployment
@@ -187,42 +188,7 @@ def sweep_jepa(num_beams: int, options: dict[str, Any] | None = None) -> SweepJE
     return SweepJEPA(o, context_of(num_beams))
 
 
-# --- training --------------------------------------------------------------------------------------
-
-
-def _settings(epochs: int, lr: float, seed: int, batch_size: int) -> Any:
-    return train_config({"model": "jepa", "epochs": max(epochs, 1), "lr": lr, "seed": seed,
-                         "batch_size": batch_size, "modality_dropout": 0.0})  # fmt: skip
-
-
-def pretrain(model: SweepJEPA, data: SweepWindows, epochs: int, batch_size: int, seed: int) -> list[float]:
-    """The JEPA stage (block masking, EMA target, Smooth-L1) for `epochs`; mean loss per epoch."""
-    stage = model.pretraining_stages()[0]
-    per_epoch = math.ceil(len(data) / batch_size)
-    loss = _StageLoss(model, stage, epochs * per_epoch)
-    run = Optimisation(model, _settings(epochs, stage.lr, seed, batch_size), per_epoch, loss=loss)
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        history.append(run.epoch(batches(data, batch_size, True, seed + epoch), None)[0])
-    return history
-
-
-def fit_heads(
-    model: torch.nn.Module, data: SweepWindows, epochs: int, lr: float, batch_size: int, seed: int,
-    frozen: tuple[str, ...] = (),
-) -> list[float]:  # fmt: skip
-    """Supervised epochs (the model's own loss, else the focal loss), `frozen` prefixes fixed."""
-    fixed = _freeze(model, frozen)
-    per_epoch = math.ceil(len(data) / batch_size)
-    run = Optimisation(model, _settings(epochs, lr, seed, batch_size), per_epoch)
-    history = []
-    for epoch in range(epochs):
-        model.train()
-        for m in fixed:
-            m.eval()
-        history.append(run.epoch(batches(data, batch_size, True, seed + epoch), None)[0])
-    return history
+# --- training: learners.head_training (pretrain, fit_heads) ---------------------------------------
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -278,17 +244,10 @@ def predict(model: torch.nn.Module, data: SweepWindows, scale: Scale, batch_size
 def score(p: Predictions, sweeps_db: np.ndarray) -> list[dict[str, float]]:
     """Per horizon 1 … 5: top1, top3 and, where predicted, power MAE / RMSE in dB."""
     beams, power = truth(sweeps_db)
-    rows = []
-    for h in range(HORIZONS):
-        row = {
-            "top1": float((p.ranked[:, h, 0] == beams[:, h]).mean()),
-            "top3": float((p.ranked[:, h, :3] == beams[:, h : h + 1]).any(-1).mean()),
-        }
-        if p.power_db is not None:
-            err = p.power_db[:, h] - power[:, h]
-            row["mae"], row["rmse"] = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
-        rows.append(row)
-    return rows
+    columns = {"top1": top_k(p.ranked, beams, 1), "top3": top_k(p.ranked, beams, 3)}
+    if p.power_db is not None:
+        columns["mae"], columns["rmse"] = power_errors(p.power_db, power)
+    return [{k: float(v[h]) for k, v in columns.items()} for h in range(HORIZONS)]
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> str:

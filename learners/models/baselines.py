@@ -303,13 +303,22 @@ class GpsKalman(BeamPredictor):
             seen = seen | fresh
         return state, cov, seen
 
-    def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
+    def positions(self, inputs: Tensors, masks: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, F, 2) predicted positions (metres from the base station) of the target frames, and
+        (B,) whether the window had any GPS fix (without one the position is meaningless)."""
         state, cov, seen = self.track(inputs["gps"], masks["gps"])
         out = []
         for f in range(self.context.future):
             if f > 0:
                 state, cov = self._predict(state, cov)
-            dx, dy = state[:, 0], state[:, 1]
+            out.append(state[:, :2])
+        return torch.stack(out, 1), seen
+
+    def forward(self, inputs: Tensors, masks: Tensors) -> torch.Tensor:
+        positions, seen = self.positions(inputs, masks)
+        out = []
+        for f in range(self.context.future):
+            dx, dy = positions[:, f, 0], positions[:, f, 1]
             distance = torch.sqrt(dx**2 + dy**2 + self.height**2).clamp_min(1e-6)
             theta = torch.rad2deg(
                 torch.asin(((dx * self.axis[0] + dy * self.axis[1]) / distance).clamp(-1, 1))

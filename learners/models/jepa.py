@@ -461,6 +461,10 @@ class JEPA(PresetModel):
     def heads(self, inputs: Tensors, masks: Tensors) -> dict[str, torch.Tensor]:
         """Beam logits (B, F, K), positions (B, F, 2) in GPS units and power profiles (B, F, K)."""
         states, values = self.frame_states(inputs, masks)
+        return self.head_outputs(states, values, masks)
+
+    def head_outputs(self, states: torch.Tensor, values: Tensors, masks: Tensors) -> dict[str, torch.Tensor]:
+        """The heads alone, on `frame_states`' output (timed apart from the backbone)."""
         states = self.state_norm(states.flatten(0, 1)).view(states.shape)
         position = self.position_head(states) + self.constant_velocity(values, masks)
         beam = self.beam_out(self.beam_gru(self.beam_in(torch.cat([states, position], -1)))[0])
