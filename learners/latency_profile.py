@@ -4,8 +4,10 @@ Times one window's forward pass split by component (the CNN branches per modalit
 blocks, the GPS encoder, the head, and the rest: masking, pooling, modality weights) with forward
 hooks, for the unpruned model and for the fusion blocks cut to `retention`; then the fusion-only
 ceiling: the same model with its fusion blocks removed entirely (every map passes through unfused),
-the fastest any pruning of the fusion blocks alone can get. Structure only (untrained models, random
-inputs): latency depends on the widths, not on the weights.
+the fastest any pruning of the fusion blocks alone can get. `branches=true` adds the model whose CNN
+branches' residual blocks are pruned too, to the same retention (an extension beyond the paper's
+method; learners.compress branches=true). Structure only (untrained models, random inputs): latency
+depends on the widths, not on the weights.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def describe(rows: dict[str, Profile]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    options = {"preset": "paper", "retention": "0.6", "windows": "10", "threads": "2", "seed": "0"}
+    options = {"preset": "paper", "retention": "0.6", "windows": "10", "threads": "2", "seed": "0",
+               "branches": "false"}  # fmt: skip
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in options or not value:
@@ -125,6 +128,8 @@ def main(argv: list[str]) -> None:
                 f"latency_profile: {arg!r}: expected KEY=VALUE with KEY among {', '.join(options)}"
             )
         options[key] = value
+    if options["branches"] not in ("true", "false"):
+        raise ConfigError(f"latency_profile: branches={options['branches']}: expected true or false")
     if options["preset"] not in PRESETS:
         raise ConfigError(
             f"latency_profile: preset={options['preset']}: expected one of {', '.join(PRESETS)}"
@@ -147,6 +152,12 @@ def main(argv: list[str]) -> None:
         f"fusion retention {retention:g}": profile(
             structure_model(preset, retention, "fusion"), windows, threads
         ),
+    }
+    if options["branches"] == "true":
+        rows[f"fusion + branches retention {retention:g}"] = profile(
+            structure_model(preset, retention, "fusion", branches=True), windows, threads
+        )
+    rows |= {
         "fusion removed (ceiling)": profile(
             without_fusion(structure_model(preset, 1.0, "fusion")), windows, threads
         ),
