@@ -173,8 +173,9 @@ def _batches(dataset: WindowDataset, count: int, batch_size: int) -> list[Batch]
     return [(b["inputs"], b["masks"]) for b in loader]
 
 
-class _Data:
-    """The checkpoint's data: its store, split, calibration, validation and latency windows."""
+class CompressData:
+    """The checkpoint's data: its store, split, calibration, validation and latency windows (built
+    once and shared by every retention of a study: loading a large store's frames dominates)."""
 
     def __init__(self, checkpoint: Any, config: CompressConfig):
         self.train = train_config(checkpoint.config.get("train") or {"model": checkpoint.kind})
@@ -203,7 +204,7 @@ class _Data:
 
 
 def _fine_tune(
-    model: BeamTransFuser, data: _Data, config: CompressConfig, folder: Path, scratch: Path
+    model: BeamTransFuser, data: CompressData, config: CompressConfig, folder: Path, scratch: Path
 ) -> BeamTransFuser:
     """`config.epochs` of the checkpoint's own training (same split, loss, augmentation) from `model`."""
     if config.epochs == 0:
@@ -223,8 +224,9 @@ def _fine_tune(
     return load_checkpoint(folder).model
 
 
-def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
-    """Prune, fine-tune after each phase, measure both models and write the pruned checkpoint."""
+def compress(config: CompressConfig | dict[str, Any], data: CompressData | None = None) -> CompressResult:
+    """Prune, fine-tune after each phase, measure both models and write the pruned checkpoint;
+    `data`: the checkpoint's data already loaded with the same store, calibration and latency settings."""
     config = compress_config(config)
     checkpoint = load_checkpoint(config.checkpoint)
     if not isinstance(checkpoint.model, BeamTransFuser):
@@ -235,7 +237,7 @@ def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
         raise CheckpointError(f"{checkpoint.path}: already pruned; compress the original checkpoint")
     model = checkpoint.model
     keep = fusion_keep(model, config.ratio, config.base, config.branches)
-    data = _Data(checkpoint, config)
+    data = data or CompressData(checkpoint, config)
     torch.manual_seed(config.seed)
     suffix = f"-pruned{config.ratio:g}" + ("-model" if config.base == "model" else "")
     suffix += "-branches" if config.branches else ""

@@ -26,7 +26,16 @@ import numpy as np
 import torch
 
 from learners.checkpoint import load_checkpoint
-from learners.compress import CompressResult, Measurement, compress, fusion_keep, latency_ms, measurement
+from learners.compress import (
+    CompressData,
+    CompressResult,
+    Measurement,
+    compress,
+    compress_config,
+    fusion_keep,
+    latency_ms,
+    measurement,
+)
 from learners.models.beamtransfuser import PREPROCESS_PRESETS, BeamTransFuser
 from learners.models.registry import ModelContext, build_model
 from learners.preprocess import GPS_FEATURES, preprocess_config
@@ -189,8 +198,9 @@ def run_study(config: StudyConfig | dict[str, Any]) -> list[Row]:
         rows = structure_rows(config)
         write_outputs(rows, out)
         return rows
-    load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
+    checkpoint = load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
     out.mkdir(parents=True, exist_ok=True)
+    data: CompressData | None = None  # loaded once, for every retention
     rows: list[Row] = []
     original: Measurement | None = None
     for ratio in sorted({float(r) for r in config.ratios}, reverse=True):
@@ -202,7 +212,8 @@ def run_study(config: StudyConfig | dict[str, Any]) -> list[Row]:
             "threads": config.threads, "seed": config.seed,
         }  # fmt: skip
         try:
-            result: CompressResult = compress(settings)
+            data = data or CompressData(checkpoint, compress_config(settings))
+            result: CompressResult = compress(settings, data)
         except ConfigError as error:  # base=model below what pruning the fusion blocks can reach
             if original is None:  # nothing measured yet to compare with: the user's retentions are off
                 raise

@@ -15,6 +15,7 @@ import torch
 from learners import pruning
 from learners.checkpoint import CheckpointError, load_checkpoint
 from learners.compress import compress, fusion_keep
+from learners.compression_study import describe, run_study, study_config
 from learners.latency_profile import main as latency_profile
 from learners.models.beamtransfuser import BasicBlock
 from learners.models.registry import build_model, model_options
@@ -203,3 +204,18 @@ def test_latency_profile_adds_the_branch_pruned_row(capsys: pytest.CaptureFixtur
     assert "| fusion + branches retention 0.6 |" in table and "| fusion retention 0.6 |" in table
     with pytest.raises(ConfigError, match=r"^latency_profile: branches=yes: expected true or false$"):
         latency_profile(["branches=yes"])
+
+
+def test_structure_study_with_branches_reaches_whole_model_retentions_fusion_alone_cannot(
+    tmp_path: Path,
+) -> None:
+    settings = {"preset": "tiny", "ratios": [1.0, 0.5], "base": "model", "branches": True,
+                "latency_windows": 2, "threads": 1, "out": str(tmp_path)}  # fmt: skip
+    rows = run_study(settings)
+    cut = rows[1].to_csv()
+    assert cut["model_share"] == pytest.approx(0.5, rel=0.01)  # fusion alone: 0.86 at the least
+    assert cut["branch_share"] == pytest.approx(cut["fusion_share"], abs=0.01)  # one shared keep
+    assert describe(rows, study_config(settings)).startswith("Fig. 6 analogue (model retention")
+    labelled = describe(rows, study_config({**settings, "base": "fusion"}))
+    assert labelled.startswith("Fig. 6 analogue (fusion + branch blocks retention")
+    assert "| branch blocks (share) |" in labelled
