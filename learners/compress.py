@@ -10,6 +10,12 @@ budget and writes a new checkpoint whose pruned widths are in its config (it loa
 pruning the fusion blocks alone reaches only while they hold enough of it: refused in one line
 otherwise). Both retentions are printed, with validation top-1/top-3/DBA, parameters and the
 decision latency (one window, p50/p99, on `threads` CPU threads) of the original and the pruned model.
+
+`branches=true` goes beyond the paper's method: a fourth phase prunes the inner channels of every
+residual block of the camera/LiDAR/radar CNN branches (learners.pruning), and the retention then
+applies to the fusion blocks and those residual blocks alike, each keeping that share of its own
+parameters; with `base=model` the pruned parts hold far more of the model, so far lower whole-model
+retentions are reachable.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from learners.data import FrameSet, WindowDataset, load_frames
 from learners.metrics import evaluate_offline
 from learners.models.beamtransfuser import BeamTransFuser
 from learners.pruning import (
-    PHASES,
+    BRANCH_PHASE,
     Batch,
+    branch_block_parameter_count,
+    branch_keeps,
     fusion_parameter_count,
     parameter_count,
     phase_keeps,
+    phases,
+    plan_branch_widths,
     plan_widths,
     prune,
 )
@@ -53,6 +63,7 @@ class CompressConfig:
     checkpoint: str = spec(check=lambda v: None if v else "a checkpoint folder")
     ratio: float = spec(check=_retention)  # retention 1 − r of the base's parameters
     base: str = spec("fusion", check=one_of("fusion", "model"))
+    branches: bool = spec(False)  # beyond the paper: prune the CNN branches' residual blocks too
     importance: str = spec("grouped", check=one_of("exact", "grouped"))
     group: int = spec(4, check=between(1, 4096))  # structures masked together (grouped)
     calibration: int = spec(128, check=between(1, 1_000_000))  # windows of the training drives
@@ -77,6 +88,7 @@ class Measurement:
     fusion_parameters: int
     metrics: dict[str, Any]
     latency_ms: tuple[float, float]  # p50, p99
+    branch_parameters: int = 0  # of the CNN branches' residual blocks
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,17 +110,25 @@ class CompressResult:
     def retained_fusion(self) -> float:
         return self.pruned.fusion_parameters / self.original.fusion_parameters
 
+    @property
+    def retained_branches(self) -> float:
+        return self.pruned.branch_parameters / max(self.original.branch_parameters, 1)
 
-def fusion_keep(model: BeamTransFuser, ratio: float, base: str) -> float:
-    """The share of the fusion blocks' parameters to keep for a retention `ratio` of `base`."""
+
+def fusion_keep(model: BeamTransFuser, ratio: float, base: str, branches: bool = False) -> float:
+    """The share of the pruned parts' parameters (the fusion blocks; with `branches`, the branches'
+    residual blocks too) that each keeps for a retention `ratio` of `base`."""
     if base == "fusion":
         return ratio
-    total, fusion = parameter_count(model), fusion_parameter_count(model)
-    keep = 1 - (1 - ratio) * total / fusion
+    total, pruned = parameter_count(model), fusion_parameter_count(model)
+    if branches:
+        pruned += branch_block_parameter_count(model)
+    keep = 1 - (1 - ratio) * total / pruned
     if keep < 0.05:
-        floor = 1 - 0.95 * fusion / total
+        floor = 1 - 0.95 * pruned / total
+        parts = "the fusion and branch residual blocks" if branches else "the fusion blocks"
         raise ConfigError(
-            f"compress.ratio = {ratio:g} with base=model: the fusion blocks hold {fusion / total:.1%} of the "
+            f"compress.ratio = {ratio:g} with base=model: {parts} hold {pruned / total:.1%} of the "
             f"model's parameters, so pruning them keeps at least {floor:.3f} of it; use base=fusion or a "
             f"ratio of at least {floor:.3f}"
         )
@@ -134,6 +154,16 @@ def latency_ms(model: torch.nn.Module, windows: list[Batch], threads: int) -> tu
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
+def measurement(model: BeamTransFuser, metrics: dict[str, Any], latency: tuple[float, float]) -> Measurement:
+    return Measurement(
+        parameter_count(model),
+        fusion_parameter_count(model),
+        metrics,
+        latency,
+        branch_block_parameter_count(model),
+    )
+
+
 def _batches(dataset: WindowDataset, count: int, batch_size: int) -> list[Batch]:
     """`count` windows spread evenly over the dataset, in batches."""
     if len(dataset) == 0:
@@ -143,8 +173,9 @@ def _batches(dataset: WindowDataset, count: int, batch_size: int) -> list[Batch]
     return [(b["inputs"], b["masks"]) for b in loader]
 
 
-class _Data:
-    """The checkpoint's data: its store, split, calibration, validation and latency windows."""
+class CompressData:
+    """The checkpoint's data: its store, split, calibration, validation and latency windows (built
+    once and shared by every retention of a study: loading a large store's frames dominates)."""
 
     def __init__(self, checkpoint: Any, config: CompressConfig):
         self.train = train_config(checkpoint.config.get("train") or {"model": checkpoint.kind})
@@ -169,16 +200,11 @@ class _Data:
     def measure(self, model: BeamTransFuser, threads: int) -> Measurement:
         loader = DataLoader(self.val, batch_size=64, shuffle=False)
         metrics = evaluate_offline(model, loader) if len(self.val) else {}
-        return Measurement(
-            parameter_count(model),
-            fusion_parameter_count(model),
-            metrics,
-            latency_ms(model, self.latency, threads),
-        )
+        return measurement(model, metrics, latency_ms(model, self.latency, threads))
 
 
 def _fine_tune(
-    model: BeamTransFuser, data: _Data, config: CompressConfig, folder: Path, scratch: Path
+    model: BeamTransFuser, data: CompressData, config: CompressConfig, folder: Path, scratch: Path
 ) -> BeamTransFuser:
     """`config.epochs` of the checkpoint's own training (same split, loss, augmentation) from `model`."""
     if config.epochs == 0:
@@ -198,8 +224,9 @@ def _fine_tune(
     return load_checkpoint(folder).model
 
 
-def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
-    """Prune, fine-tune after each phase, measure both models and write the pruned checkpoint."""
+def compress(config: CompressConfig | dict[str, Any], data: CompressData | None = None) -> CompressResult:
+    """Prune, fine-tune after each phase, measure both models and write the pruned checkpoint;
+    `data`: the checkpoint's data already loaded with the same store, calibration and latency settings."""
     config = compress_config(config)
     checkpoint = load_checkpoint(config.checkpoint)
     if not isinstance(checkpoint.model, BeamTransFuser):
@@ -209,39 +236,46 @@ def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
     if checkpoint.model.pruned:
         raise CheckpointError(f"{checkpoint.path}: already pruned; compress the original checkpoint")
     model = checkpoint.model
-    keep = fusion_keep(model, config.ratio, config.base)
-    data = _Data(checkpoint, config)
+    keep = fusion_keep(model, config.ratio, config.base, config.branches)
+    data = data or CompressData(checkpoint, config)
     torch.manual_seed(config.seed)
     suffix = f"-pruned{config.ratio:g}" + ("-model" if config.base == "model" else "")
+    suffix += "-branches" if config.branches else ""
     out = Path(config.out or f"{checkpoint.path}{suffix}")
     out.parent.mkdir(parents=True, exist_ok=True)
     original = data.measure(model, config.threads)
     targets = plan_widths(model, keep)
-    phases = []
+    inner_targets = plan_branch_widths(model, keep) if config.branches else []
+    done = []
     with tempfile.TemporaryDirectory(prefix=".compress-", dir=out.parent) as tmp:
-        for phase in PHASES:
-            keeps = phase_keeps(model, data.calibration, phase, targets, config.importance, config.group)
+        for phase in phases(config.branches):
+            if phase == BRANCH_PHASE:
+                keeps = branch_keeps(model, data.calibration, inner_targets, config.importance, config.group)
+            else:
+                keeps = phase_keeps(model, data.calibration, phase, targets, config.importance, config.group)
             if not keeps:
                 continue
             model = prune(model, keeps)
             before = data.measure(model, config.threads).metrics
             model = _fine_tune(model, data, config, out, Path(tmp))
             after = data.measure(model, config.threads).metrics
-            phases.append(
+            done.append(
                 {
                     "phase": phase,
                     "fusion_parameters": fusion_parameter_count(model),
+                    "branch_parameters": branch_block_parameter_count(model),
                     "pruned": before,
                     "tuned": after,
                 }
             )
             print(
                 f"phase          {phase}: fusion parameters {fusion_parameter_count(model):,}, "
+                f"branch blocks {branch_block_parameter_count(model):,}, "
                 f"validation DBA {before.get('dba', float('nan')):.3f} pruned, "
                 f"{after.get('dba', float('nan')):.3f} fine-tuned"
             )
     pruned = data.measure(model, config.threads)
-    result = CompressResult(out, original, pruned, phases, keep)
+    result = CompressResult(out, original, pruned, done, keep)
     kept = ("train", "store", "split", "history")
     extra = {k: v for k, v in checkpoint.config.items() if k in kept}
     if config.epochs:  # the last fine-tuning wrote its own settings and history there
@@ -255,9 +289,10 @@ def compress(config: CompressConfig | dict[str, Any]) -> CompressResult:
         "fusion_keep": keep,
         "retained_model": result.retained_model,
         "retained_fusion": result.retained_fusion,
+        "retained_branches": result.retained_branches,
         "original": original.to_json(),
         "pruned": pruned.to_json(),
-        "phases": phases,
+        "phases": done,
     }
     save_checkpoint(out, model.eval(), checkpoint.data, extra)
     return result
@@ -275,9 +310,12 @@ def describe(result: CompressResult, config: CompressConfig) -> str:
             f"{name:10}{m.parameters:>12,}{m.fusion_parameters:>10,}{metric['top1']:>8.3f}{metric['top3']:>8.3f}"
             f"{metric['dba']:>8.3f}{m.latency_ms[0]:>9.2f}{m.latency_ms[1]:>9.2f}"
         )
+    branches = f", {result.retained_branches:.3f} of the branch residual blocks" if config.branches else ""
+    parts = "fusion + branch blocks" if config.branches and config.base == "fusion" else config.base
     lines.append(
         f"retained  {result.retained_model:.3f} of the model, {result.retained_fusion:.3f} of the fusion "
-        f"blocks (ratio={config.ratio:g} of the {config.base}); latency: one window, {config.threads} threads"
+        f"blocks{branches} (ratio={config.ratio:g} of the {parts}); "
+        f"latency: one window, {config.threads} threads"
     )
     lines.append(f"checkpoint     {result.checkpoint}")
     return "\n".join(lines)

@@ -11,6 +11,8 @@ the widths, not on which structures are kept or on training), with no accuracy: 
 78 M parameters do not train on this project's CPUs. The rows also go to
 `<out>/compression_study.csv` and, as accuracy and latency against retention, to
 `<out>/compression_study.png`. Every pruned checkpoint stays in `<out>` (`ratio<r>/`).
+`branches=true` (beyond the paper) prunes the CNN branches' residual blocks too (learners.compress),
+the retention then shared by the fusion blocks and those blocks.
 """
 
 from __future__ import annotations
@@ -24,11 +26,25 @@ import numpy as np
 import torch
 
 from learners.checkpoint import load_checkpoint
-from learners.compress import CompressResult, Measurement, compress, fusion_keep, latency_ms
+from learners.compress import (
+    CompressData,
+    CompressResult,
+    Measurement,
+    compress,
+    compress_config,
+    fusion_keep,
+    latency_ms,
+    measurement,
+)
 from learners.models.beamtransfuser import PREPROCESS_PRESETS, BeamTransFuser
 from learners.models.registry import ModelContext, build_model
 from learners.preprocess import GPS_FEATURES, preprocess_config
-from learners.pruning import BlockKeep, fusion_parameter_count, parameter_count, plan_widths, pruned_options
+from learners.pruning import (
+    BlockKeep,
+    plan_branch_widths,
+    plan_widths,
+    pruned_options,
+)
 from twin.errors import ConfigError
 from twin.store.deployment import Deployment
 from twin.validation import at_least, between, build, one_of, spec
@@ -47,6 +63,7 @@ class StudyConfig:
     preset: str = spec("", check=one_of("", "tiny", "mid", "paper"))
     ratios: tuple[float, ...] = spec(PAPER_RETENTIONS, check=_ratios)
     base: str = spec("fusion", check=one_of("fusion", "model"))
+    branches: bool = spec(False)  # beyond the paper: prune the CNN branches' residual blocks too
     importance: str = spec("grouped", check=one_of("exact", "grouped"))
     group: int = spec(8, check=between(1, 4096))
     calibration: int = spec(64, check=between(1, 1_000_000))
@@ -76,6 +93,8 @@ class Row:
                 model_share=m.parameters / self.original.parameters,
                 fusion_parameters=m.fusion_parameters,
                 fusion_share=m.fusion_parameters / self.original.fusion_parameters,
+                branch_parameters=m.branch_parameters,
+                branch_share=m.branch_parameters / max(self.original.branch_parameters, 1),
                 **{k: m.metrics.get(k) for k in ("top1", "top2", "top3", "dba")},
                 p50_ms=m.latency_ms[0],
                 p99_ms=m.latency_ms[1],
@@ -108,8 +127,9 @@ def output_folder(config: StudyConfig) -> Path:
     )
 
 
-def structure_model(preset: str, retention: float, base: str) -> BeamTransFuser:
-    """An untrained model of `preset` whose fusion blocks have the widths of `retention` (of `base`)."""
+def structure_model(preset: str, retention: float, base: str, branches: bool = False) -> BeamTransFuser:
+    """An untrained model of `preset` whose fusion blocks (with `branches`, also the branches' residual
+    blocks) have the widths of `retention` (of `base`)."""
     preprocess = preprocess_config(PREPROCESS_PRESETS[preset])
     shapes = {"camera": (3, *preprocess.camera_size), "lidar": (1, *preprocess.bev_size),
               "radar": (2, *preprocess.radar_size), "gps": (GPS_FEATURES,)}  # fmt: skip
@@ -120,13 +140,16 @@ def structure_model(preset: str, retention: float, base: str) -> BeamTransFuser:
         "beamtransfuser", {"preset": preset}, ModelContext(beams, 5, 1, shapes, deployment, preprocess)
     )
     heads = model.options.heads
+    keep = fusion_keep(model, retention, base, branches)
+    inner = plan_branch_widths(model, keep) if branches else [None] * len(model.fusion)
     keeps = {
         stage: BlockKeep(
             embed=torch.arange(w.embed),
             head_dims=[torch.arange(heads * d) for d in w.head_dims],
             ffn=[torch.arange(f) for f in w.ffn],
+            branch=[torch.arange(n) for n in widths] if widths else None,
         )
-        for stage, w in enumerate(plan_widths(model, fusion_keep(model, retention, base)))
+        for stage, (w, widths) in enumerate(zip(plan_widths(model, keep), inner))
     }
     return BeamTransFuser(pruned_options(model, keeps), model.context).eval()
 
@@ -151,19 +174,14 @@ def structure_rows(config: StudyConfig) -> list[Row]:
     original: Measurement | None = None
     for ratio in sorted({float(r) for r in config.ratios}, reverse=True):
         try:
-            model = structure_model(config.preset, ratio, config.base)
+            model = structure_model(config.preset, ratio, config.base, config.branches)
         except ConfigError as error:
             if original is None:
                 raise
             rows.append(Row(ratio, None, original, refused=str(error).split(": ", 1)[-1]))
             continue
         windows = random_windows(model, config.latency_windows, generator)
-        measured = Measurement(
-            parameter_count(model),
-            fusion_parameter_count(model),
-            {},
-            latency_ms(model, windows, config.threads),
-        )
+        measured = measurement(model, {}, latency_ms(model, windows, config.threads))
         original = original or measured
         rows.append(Row(ratio, measured, original))
         p50 = measured.latency_ms[0]
@@ -180,20 +198,22 @@ def run_study(config: StudyConfig | dict[str, Any]) -> list[Row]:
         rows = structure_rows(config)
         write_outputs(rows, out)
         return rows
-    load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
+    checkpoint = load_checkpoint(config.checkpoint)  # refuses a damaged or foreign folder in one line
     out.mkdir(parents=True, exist_ok=True)
+    data: CompressData | None = None  # loaded once, for every retention
     rows: list[Row] = []
     original: Measurement | None = None
     for ratio in sorted({float(r) for r in config.ratios}, reverse=True):
         settings = {
-            "checkpoint": config.checkpoint, "ratio": ratio, "base": config.base,
+            "checkpoint": config.checkpoint, "ratio": ratio, "base": config.base, "branches": config.branches,
             "importance": config.importance, "group": config.group, "calibration": config.calibration,
             "epochs": config.epochs if ratio < 1 else 0, "lr": config.lr, "store": config.store,
             "out": str(out / f"ratio{ratio:g}"), "latency_windows": config.latency_windows,
             "threads": config.threads, "seed": config.seed,
         }  # fmt: skip
         try:
-            result: CompressResult = compress(settings)
+            data = data or CompressData(checkpoint, compress_config(settings))
+            result: CompressResult = compress(settings, data)
         except ConfigError as error:  # base=model below what pruning the fusion blocks can reach
             if original is None:  # nothing measured yet to compare with: the user's retentions are off
                 raise
@@ -213,21 +233,24 @@ def _cell(value: Any, digits: int = 3) -> str:
 
 def describe(rows: list[Row], config: StudyConfig) -> str:
     scored = f"structure only, an untrained {config.preset} model" if config.preset else "validation drives"
+    base = "fusion + branch blocks" if config.branches and config.base == "fusion" else config.base
     lines = [
-        f"Fig. 6 analogue ({config.base} retention; {scored}; latency: one window, {config.threads} threads)",
+        f"Fig. 6 analogue ({base} retention; {scored}; latency: one window, {config.threads} threads)",
         "",
-        "| retention | parameters (share) | fusion (share) | top-1 | top-2 | top-3 | DBA | p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| retention | parameters (share) | fusion (share) | branch blocks (share) "
+        "| top-1 | top-2 | top-3 | DBA | p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         m = row.measurement
         if m is None:
-            lines.append(f"| {row.retention:g} | refused: {row.refused} | | | | | | |")
+            lines.append(f"| {row.retention:g} | refused: {row.refused} | | | | | | | |")
             continue
         c = row.to_csv()
         lines.append(
             f"| {row.retention:g} | {m.parameters:,} ({c['model_share']:.3f}) | {m.fusion_parameters:,} "
-            f"({c['fusion_share']:.3f}) | {_cell(c['top1'])} | {_cell(c['top2'])} | {_cell(c['top3'])} | "
+            f"({c['fusion_share']:.3f}) | {m.branch_parameters:,} ({c['branch_share']:.3f}) | "
+            f"{_cell(c['top1'])} | {_cell(c['top2'])} | {_cell(c['top3'])} | "
             f"{_cell(c['dba'])} | {m.latency_ms[0]:.1f} / {m.latency_ms[1]:.1f} |"
         )
     return "\n".join(lines)

@@ -4,8 +4,11 @@ Times one window's forward pass split by component (the CNN branches per modalit
 blocks, the GPS encoder, the head, and the rest: masking, pooling, modality weights) with forward
 hooks, for the unpruned model and for the fusion blocks cut to `retention`; then the fusion-only
 ceiling: the same model with its fusion blocks removed entirely (every map passes through unfused),
-the fastest any pruning of the fusion blocks alone can get. Structure only (untrained models, random
-inputs): latency depends on the widths, not on the weights.
+the fastest any pruning of the fusion blocks alone can get. The models run in turn on every window,
+so a change in the machine's load falls on all of them alike. `branches=true` adds the model whose CNN
+branches' residual blocks are pruned too, to the same retention (an extension beyond the paper's
+method; learners.compress branches=true). Structure only (untrained models, random inputs): latency
+depends on the widths, not on the weights.
 """
 
 from __future__ import annotations
@@ -65,34 +68,50 @@ def _timed(module: nn.Module, name: str, spent: dict[str, float]) -> list[torch.
 
 def profile(model: BeamTransFuser, windows: list[Window], threads: int) -> Profile:
     """p50 over `windows` of the forward pass and of each component's share of it."""
-    model.eval()
+    return profile_interleaved({"model": model}, windows, threads)["model"]
+
+
+def profile_interleaved(
+    models: dict[str, BeamTransFuser], windows: list[Window], threads: int
+) -> dict[str, Profile]:
+    """`profile` of several models, run in turn on every window, so that a change in the machine's
+    load (other jobs on shared cores) falls on all of them alike rather than on whichever ran then."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    spent: dict[str, float] = defaultdict(float)
+    spent = {label: defaultdict(float) for label in models}
     handles = [
-        h for name, mods in component_modules(model).items() for m in mods for h in _timed(m, name, spent)
+        h
+        for label, model in models.items()
+        for name, mods in component_modules(model.eval()).items()
+        for m in mods
+        for h in _timed(m, name, spent[label])
     ]
-    totals: list[float] = []
-    parts: dict[str, list[float]] = defaultdict(list)
+    totals: dict[str, list[float]] = defaultdict(list)
+    parts: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in models}
     try:
         with torch.no_grad():
-            for inputs, masks in windows[:2]:  # warm-up
-                model(inputs, masks)
+            for model in models.values():
+                for inputs, masks in windows[:2]:  # warm-up
+                    model(inputs, masks)
             for inputs, masks in windows:
-                spent.clear()
-                tick = time.perf_counter()
-                model(inputs, masks)
-                totals.append((time.perf_counter() - tick) * 1e3)
-                for name in component_modules(model):
-                    parts[name].append(spent[name] * 1e3)
+                for label, model in models.items():
+                    spent[label].clear()
+                    tick = time.perf_counter()
+                    model(inputs, masks)
+                    totals[label].append((time.perf_counter() - tick) * 1e3)
+                    for name in component_modules(model):
+                        parts[label][name].append(spent[label][name] * 1e3)
     finally:
         for handle in handles:
             handle.remove()
         torch.set_num_threads(previous)
-    medians = {name: float(np.median(values)) for name, values in parts.items()}
-    total = float(np.median(totals))
-    medians["other"] = max(0.0, total - sum(medians.values()))
-    return Profile(total, medians)
+    out = {}
+    for label in models:
+        medians = {name: float(np.median(values)) for name, values in parts[label].items()}
+        total = float(np.median(totals[label]))
+        medians["other"] = max(0.0, total - sum(medians.values()))
+        out[label] = Profile(total, medians)
+    return out
 
 
 def without_fusion(model: BeamTransFuser) -> BeamTransFuser:
@@ -117,7 +136,8 @@ def describe(rows: dict[str, Profile]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    options = {"preset": "paper", "retention": "0.6", "windows": "10", "threads": "2", "seed": "0"}
+    options = {"preset": "paper", "retention": "0.6", "windows": "10", "threads": "2", "seed": "0",
+               "branches": "false"}  # fmt: skip
     for arg in argv:
         key, _, value = arg.partition("=")
         if key not in options or not value:
@@ -125,6 +145,8 @@ def main(argv: list[str]) -> None:
                 f"latency_profile: {arg!r}: expected KEY=VALUE with KEY among {', '.join(options)}"
             )
         options[key] = value
+    if options["branches"] not in ("true", "false"):
+        raise ConfigError(f"latency_profile: branches={options['branches']}: expected true or false")
     if options["preset"] not in PRESETS:
         raise ConfigError(
             f"latency_profile: preset={options['preset']}: expected one of {', '.join(PRESETS)}"
@@ -142,16 +164,20 @@ def main(argv: list[str]) -> None:
         )
     unpruned = structure_model(preset, 1.0, "fusion")
     windows = random_windows(unpruned, count, torch.Generator().manual_seed(seed))
-    rows = {
-        "unpruned": profile(unpruned, windows, threads),
-        f"fusion retention {retention:g}": profile(
-            structure_model(preset, retention, "fusion"), windows, threads
-        ),
-        "fusion removed (ceiling)": profile(
-            without_fusion(structure_model(preset, 1.0, "fusion")), windows, threads
-        ),
+    models = {
+        "unpruned": unpruned,
+        f"fusion retention {retention:g}": structure_model(preset, retention, "fusion"),
     }
-    print(f"{preset} preset, one window, {threads} threads, p50 of {count} windows (share of the total)")
+    if options["branches"] == "true":
+        models[f"fusion + branches retention {retention:g}"] = structure_model(
+            preset, retention, "fusion", branches=True
+        )
+    models["fusion removed (ceiling)"] = without_fusion(structure_model(preset, 1.0, "fusion"))
+    rows = profile_interleaved(models, windows, threads)
+    print(
+        f"{preset} preset, one window, {threads} threads, p50 of {count} windows, the models interleaved "
+        "(share of the total)"
+    )
     print(describe(rows))
 
 

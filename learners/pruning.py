@@ -11,6 +11,12 @@ dimension or neuron computed as if cut), so the pruned model equals the masked o
 The budget is one retention shared by every block in proportion to its parameters: each block keeps
 that fraction of its own parameters, its three widths shrunk by one common factor and its FFN width
 set to land on the budget exactly.
+
+Beyond the paper (opt-in, `branches=True` in learners.compress): a fourth phase, `branch`, prunes the
+inner channels of every residual block of the camera/LiDAR/radar CNN branches (conv1's outputs =
+bn1 = conv2's inputs), so every block's input and output shapes, the stage widths and thus the
+fusion blocks stay as they are. Its importance is the same KL with the inner channel masked, and
+the same retention applies: every residual block keeps that share of its own parameters.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from learners.models.beamtransfuser import BeamTransFuser, BlockWidths, FusionBlock, block_widths
+from learners.models.beamtransfuser import BasicBlock, BeamTransFuser, BlockWidths, FusionBlock, block_widths
 from learners.models.registry import Tensors
 from twin.errors import ConfigError
 
 PHASES = ("embed", "head_dims", "ffn")
+BRANCH_PHASE = "branch"  # beyond the paper: the CNN branches' residual blocks
 Batch = tuple[Tensors, Tensors]
 
 
@@ -37,6 +44,70 @@ def parameter_count(model: torch.nn.Module, prefix: str = "") -> int:
 
 def fusion_parameter_count(model: BeamTransFuser) -> int:
     return parameter_count(model, "fusion.")
+
+
+def phases(branches: bool) -> tuple[str, ...]:
+    return (*PHASES, BRANCH_PHASE) if branches else PHASES
+
+
+def stage_blocks(model: BeamTransFuser, stage: int) -> list[tuple[str, int, BasicBlock]]:
+    """(modality, block index within the branch, block) of every residual block of `stage`, over
+    the image branches in the model's order: the slots of the branch phase at that stage."""
+    out = []
+    for m in model.images:
+        first = sum(len(model.branches[m].stages[s]) for s in range(stage))
+        out += [(m, first + j, block) for j, block in enumerate(model.branches[m].stages[stage])]
+    return out
+
+
+def branch_block_parameter_count(model: BeamTransFuser) -> int:
+    """Parameters of the branches' residual blocks (what the branch phase prunes; the stems stay)."""
+    return sum(parameter_count(b) for s in range(len(model.fusion)) for _, _, b in stage_blocks(model, s))
+
+
+def basic_block_parameters(block: BasicBlock, inner: int) -> int:
+    """Parameters of `block` with `inner` inner channels (conv1, bn1, conv2 scale with it)."""
+    fixed = parameter_count(block.bn2) + parameter_count(block.shortcut)
+    return fixed + inner * (block.conv1.in_channels * 9 + 2 + block.conv2.out_channels * 9)
+
+
+def branch_widths(model: BeamTransFuser) -> list[tuple[int, ...]]:
+    """Per stage, the inner width of every residual block in `stage_blocks` order."""
+    return [
+        tuple(b.conv1.out_channels for _, _, b in stage_blocks(model, s)) for s in range(len(model.fusion))
+    ]
+
+
+def plan_branch_widths(model: BeamTransFuser, keep: float) -> list[tuple[int, ...]]:
+    """Per stage, inner widths that keep `keep` of every residual block's parameters: each block's
+    exact share rounded down, then the blocks with the largest remainders given one more channel
+    while the total stays within half a channel of the whole budget."""
+    if not 0 < keep <= 1:
+        raise ConfigError(f"branch retention {keep:.3f}: expected a fraction in (0, 1]")
+    blocks = [b for s in range(len(model.fusion)) for _, _, b in stage_blocks(model, s)]
+    full = [b.conv1.out_channels for b in blocks]
+    if keep == 1:
+        chosen = full
+    else:
+        per_channel = [basic_block_parameters(b, 1) - basic_block_parameters(b, 0) for b in blocks]
+        fixed = [basic_block_parameters(b, 0) for b in blocks]
+        exact = [
+            min(max((keep * basic_block_parameters(b, n) - f) / c, 1.0), n)
+            for b, n, f, c in zip(blocks, full, fixed, per_channel)
+        ]
+        chosen = [int(e) for e in exact]
+        target = keep * sum(basic_block_parameters(b, n) for b, n in zip(blocks, full))
+        total = sum(basic_block_parameters(b, n) for b, n in zip(blocks, chosen))
+        for i in sorted(range(len(blocks)), key=lambda i: chosen[i] - exact[i]):
+            if chosen[i] < full[i] and total + per_channel[i] / 2 <= target:
+                chosen[i] += 1
+                total += per_channel[i]
+    out, start = [], 0
+    for s in range(len(model.fusion)):
+        count = len(stage_blocks(model, s))
+        out.append(tuple(chosen[start : start + count]))
+        start += count
+    return out
 
 
 def block_parameters(block: FusionBlock, widths: BlockWidths) -> int:
@@ -92,8 +163,12 @@ def plan_widths(model: BeamTransFuser, keep: float) -> list[BlockWidths]:
 # --- masks and importance ----------------------------------------------------------------------------
 
 
-def _mask_slots(block: FusionBlock, phase: str) -> list[tuple[object, str, int]]:
-    """(module, attribute, size) of the masks a phase sets in a block: one, or one per layer."""
+def _mask_slots(model: BeamTransFuser, stage: int, phase: str) -> list[tuple[object, str, int]]:
+    """(module, attribute, size) of the masks a phase sets at a stage: one, one per layer, or (branch)
+    one per residual block of the stage."""
+    if phase == BRANCH_PHASE:
+        return [(b, "inner_mask", b.conv1.out_channels) for _, _, b in stage_blocks(model, stage)]
+    block = model.fusion[stage]
     if phase == "embed":
         if block.keep is not None:
             raise ConfigError("pruning: the residual channels of a block can only be pruned once")
@@ -105,7 +180,7 @@ def _mask_slots(block: FusionBlock, phase: str) -> list[tuple[object, str, int]]
         ]
     if phase == "ffn":
         return [(layer, "ffn_mask", layer.linear1.out_features) for layer in block.encoder.layers]
-    raise ConfigError(f"pruning phase {phase!r}: expected one of {', '.join(PHASES)}")
+    raise ConfigError(f"pruning phase {phase!r}: expected one of {', '.join(phases(True))}")
 
 
 @contextlib.contextmanager
@@ -113,7 +188,7 @@ def masked(model: BeamTransFuser, masks: dict[tuple[int, str, int], torch.Tensor
     """Run the model with masks set: {(stage, phase, slot): (size,) bool}, slot = layer (0 for embed)."""
     slots = []
     for (stage, phase, slot), mask in masks.items():
-        module, attribute, _ = _mask_slots(model.fusion[stage], phase)[slot]
+        module, attribute, _ = _mask_slots(model, stage, phase)[slot]
         slots.append((module, attribute))
         setattr(module, attribute, mask)
     try:
@@ -152,7 +227,7 @@ def importance(
     reference = _log_probs(model, batches)
     out = []
     step = 1 if method == "exact" else group
-    for slot, (_, _, size) in enumerate(_mask_slots(model.fusion[stage], phase)):
+    for slot, (_, _, size) in enumerate(_mask_slots(model, stage, phase)):
         scores = torch.zeros(size)
         for start in range(0, size, step):
             mask = torch.ones(size, dtype=torch.bool)
@@ -177,17 +252,24 @@ def select(scores: torch.Tensor, count: int, groups: int = 1) -> torch.Tensor:
 
 @dataclass
 class BlockKeep:
-    """What one phase keeps in one block: embed channel indices, or per layer q/k/v or FFN indices."""
+    """What one phase keeps at one stage: the fusion block's embed channel indices, or per layer q/k/v
+    or FFN indices, or (branch) the inner channel indices of every residual block of the stage."""
 
     embed: torch.Tensor | None = None
     head_dims: list[torch.Tensor] | None = None
     ffn: list[torch.Tensor] | None = None
+    branch: list[torch.Tensor] | None = None
 
 
 def pruned_options(model: BeamTransFuser, keeps: dict[int, BlockKeep]) -> object:
     heads = model.options.heads
     widths = block_widths(model.options)
+    inner = {
+        m: [b.conv1.out_channels for stage in model.branches[m].stages for b in stage] for m in model.images
+    }
     for stage, keep in keeps.items():
+        for (m, index, _), kept in zip(stage_blocks(model, stage), keep.branch or []):
+            inner[m][index] = int(kept.numel())
         w = widths[stage]
         widths[stage] = BlockWidths(
             int(keep.embed.numel()) if keep.embed is not None else w.embed,
@@ -199,7 +281,33 @@ def pruned_options(model: BeamTransFuser, keeps: dict[int, BlockKeep]) -> object
         embed_widths=tuple(w.embed for w in widths),
         head_dims=tuple(w.head_dims for w in widths),
         ffn_widths=tuple(w.ffn for w in widths),
+        branch_widths=_branch_options(model, inner),
     )
+
+
+def _branch_options(model: BeamTransFuser, inner: dict[str, list[int]]) -> dict[str, tuple[int, ...]]:
+    """The options' branch_widths: only the branches with a pruned block are recorded."""
+    out = {}
+    for m, widths in inner.items():
+        full = [b.conv2.out_channels for stage in model.branches[m].stages for b in stage]
+        if widths != full:
+            out[m] = tuple(widths)
+    return out
+
+
+def _slice_branch(state: dict[str, torch.Tensor], model: BeamTransFuser, stage: int, keep: BlockKeep) -> None:
+    for (m, _, _), index, local in zip(
+        stage_blocks(model, stage), keep.branch or [], _local_indices(model, stage)
+    ):
+        prefix = f"branches.{m}.stages.{stage}.{local}."
+        for name, dim in (("conv1.weight", 0), ("bn1.weight", 0), ("bn1.bias", 0), ("bn1.running_mean", 0),
+                          ("bn1.running_var", 0), ("conv2.weight", 1)):  # fmt: skip
+            state[prefix + name] = state[prefix + name].index_select(dim, index).contiguous()
+
+
+def _local_indices(model: BeamTransFuser, stage: int) -> list[int]:
+    """Each stage_blocks entry's index inside its stage's Sequential."""
+    return [j for m in model.images for j in range(len(model.branches[m].stages[stage]))]
 
 
 def _slice_state(state: dict[str, torch.Tensor], prefix: str, block: FusionBlock, keep: BlockKeep) -> None:
@@ -243,6 +351,7 @@ def prune(model: BeamTransFuser, keeps: dict[int, BlockKeep]) -> BeamTransFuser:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for stage, keep in keeps.items():
         _slice_state(state, f"fusion.{stage}.", model.fusion[stage], keep)
+        _slice_branch(state, model, stage, keep)
     new = BeamTransFuser(options, model.context)
     new.load_state_dict(state)
     return new.train(model.training)
@@ -275,6 +384,23 @@ def phase_keeps(
     return keeps
 
 
+def branch_keeps(
+    model: BeamTransFuser,
+    batches: Sequence[Batch],
+    targets: Sequence[tuple[int, ...]],
+    method: str = "exact",
+    group: int = 4,
+) -> dict[int, BlockKeep]:
+    """Per stage, the most important inner channels of every residual block up to the target widths
+    (`plan_branch_widths`); stages already at their target are left out."""
+    keeps = {}
+    for stage, (current, target) in enumerate(zip(branch_widths(model), targets)):
+        if tuple(target) != current:
+            scores = importance(model, batches, stage, BRANCH_PHASE, method, group)
+            keeps[stage] = BlockKeep(branch=[select(s, w) for s, w in zip(scores, target)])
+    return keeps
+
+
 def masks_of(
     model: BeamTransFuser, phase: str, keeps: dict[int, BlockKeep]
 ) -> dict[tuple[int, str, int], torch.Tensor]:
@@ -282,10 +408,8 @@ def masks_of(
     out = {}
     for stage, keep in keeps.items():
         kept = {"embed": [keep.embed] if keep.embed is not None else None, "head_dims": keep.head_dims,
-                "ffn": keep.ffn}[phase]  # fmt: skip
-        for slot, ((_, _, size), index) in enumerate(
-            zip(_mask_slots(model.fusion[stage], phase), kept or [])
-        ):
+                "ffn": keep.ffn, BRANCH_PHASE: keep.branch}[phase]  # fmt: skip
+        for slot, ((_, _, size), index) in enumerate(zip(_mask_slots(model, stage, phase), kept or [])):
             mask = torch.zeros(size, dtype=torch.bool)
             mask[index] = True
             out[(stage, phase, slot)] = mask

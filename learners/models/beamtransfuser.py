@@ -114,6 +114,17 @@ class BeamTransFuserOptions:
     embed_widths: tuple[int, ...] = spec((), check=each_between(1, 4096))  # residual channels
     head_dims: tuple[tuple[int, ...], ...] = spec(())  # per layer: q/k/v dimensions of every head
     ffn_widths: tuple[tuple[int, ...], ...] = spec(())  # per layer: FFN neurons
+    # Pruned inner widths of the CNN branches' residual blocks (learners.compress branches=true, an
+    # extension beyond the paper, which prunes the fusion blocks only): per image modality, one
+    # width per BasicBlock in stage order (conv1's outputs = conv2's inputs); absent: unpruned.
+    branch_widths: dict[str, tuple[int, ...]] = spec(factory=dict)
+
+    def branch_blocks(self, modality: str) -> tuple[int, ...]:
+        return self.camera_blocks if modality == "camera" else self.sensor_blocks
+
+    def block_stages(self, modality: str) -> list[int]:
+        """The stage of every residual block of a branch, in block order."""
+        return [s for s, count in enumerate(self.branch_blocks(modality)) for _ in range(count)]
 
     def validate(self, prefix: str) -> None:
         for i, width in enumerate(self.channels):
@@ -142,17 +153,44 @@ class BeamTransFuserOptions:
                     raise ConfigError(
                         f"{prefix}.{key}[{s}] = {entry}: expected widths between 1 and {limit(s)}"
                     )
+        self._validate_branch_widths(prefix)
+
+    def _validate_branch_widths(self, prefix: str) -> None:
+        images = [m for m in IMAGE_INPUTS if m in self.modalities]
+        for modality, widths in self.branch_widths.items():
+            key = f"{prefix}.branch_widths.{modality}"
+            if modality not in images:
+                raise ConfigError(
+                    f"{key}: not an image branch of this model; expected one of {', '.join(images)}"
+                )
+            stages = self.block_stages(modality)
+            if len(widths) != len(stages):
+                raise ConfigError(
+                    f"{key} = {list(widths)}: expected one width per residual block ({len(stages)})"
+                )
+            for i, (width, s) in enumerate(zip(widths, stages)):
+                if not 1 <= width <= self.channels[s]:
+                    raise ConfigError(
+                        f"{key}[{i}] = {width}: expected a width between 1 and {self.channels[s]} "
+                        f"(block {i} is in stage {s})"
+                    )
 
 
 class BasicBlock(nn.Module):
-    """The ResNet basic block: two 3×3 convolutions with batch norm and an identity (or 1×1) shortcut."""
+    """The ResNet basic block: two 3×3 convolutions with batch norm and an identity (or 1×1) shortcut.
 
-    def __init__(self, inputs: int, outputs: int, stride: int):
+    `inner` (default `outputs`) is conv1's output = conv2's input width, the only one branch pruning
+    narrows, so the block's input and output shapes never change. `inner_mask` (inner,) is the
+    reference path importance scoring uses: the masked inner channels computed as if cut."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int, inner: int | None = None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(outputs)
-        self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+        inner = inner or outputs
+        self.conv1 = nn.Conv2d(inputs, inner, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(inner)
+        self.conv2 = nn.Conv2d(inner, outputs, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(outputs)
+        self.inner_mask: torch.Tensor | None = None
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or inputs != outputs:
             self.shortcut = nn.Sequential(
@@ -161,13 +199,23 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
+        if self.inner_mask is not None:  # a cut channel feeds conv2 nothing: the same as zeros
+            out = out * self.inner_mask.to(out.dtype).view(1, -1, 1, 1)
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
 class ImageBranch(nn.Module):
-    """Encoder (7×7/2 conv, BN, ReLU, 3×3/2 max pool) and four residual stages, run stage by stage."""
+    """Encoder (7×7/2 conv, BN, ReLU, 3×3/2 max pool) and four residual stages, run stage by stage;
+    `inner` (one per block, in stage order; empty: unpruned) are the blocks' inner widths."""
 
-    def __init__(self, in_channels: int, stem: int, channels: tuple[int, ...], blocks: tuple[int, ...]):
+    def __init__(
+        self,
+        in_channels: int,
+        stem: int,
+        channels: tuple[int, ...],
+        blocks: tuple[int, ...],
+        inner: tuple[int, ...] = (),
+    ):
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, stem, 7, 2, 3, bias=False),
@@ -177,9 +225,10 @@ class ImageBranch(nn.Module):
         )
         stages = []
         width = stem
+        widths = iter(inner or [None] * sum(blocks))
         for i, (out, count) in enumerate(zip(channels, blocks)):
-            layers = [BasicBlock(width, out, 1 if i == 0 else 2)]
-            layers += [BasicBlock(out, out, 1) for _ in range(count - 1)]
+            layers = [BasicBlock(width, out, 1 if i == 0 else 2, next(widths))]
+            layers += [BasicBlock(out, out, 1, next(widths)) for _ in range(count - 1)]
             stages.append(nn.Sequential(*layers))
             width = out
         self.stages = nn.ModuleList(stages)
@@ -442,7 +491,8 @@ class BeamTransFuser(PresetModel):
                     self.IN_CHANNELS[m],
                     options.stem,
                     channels,
-                    options.camera_blocks if m == "camera" else options.sensor_blocks,
+                    options.branch_blocks(m),
+                    options.branch_widths.get(m, ()),
                 )
                 for m in self.images
             }
@@ -486,7 +536,8 @@ class BeamTransFuser(PresetModel):
 
     @property
     def pruned(self) -> bool:
-        return bool(self.options.embed_widths or self.options.head_dims or self.options.ffn_widths)
+        o = self.options
+        return bool(o.embed_widths or o.head_dims or o.ffn_widths or o.branch_widths)
 
     @classmethod
     def convert_state(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from learners.compression_study import random_windows, structure_model
-from learners.latency_profile import component_modules, main, profile, without_fusion
+from learners.latency_profile import component_modules, main, profile, profile_interleaved, without_fusion
 from learners.pruning import parameter_count
 from twin.errors import ConfigError
 
@@ -53,3 +53,17 @@ def test_unknown_option_is_one_line() -> None:
         main(["preset=huge"])
     with pytest.raises(ConfigError, match=r"^latency_profile: expected 0 < retention <= 1"):
         main(["retention=1.5"])
+
+
+def test_interleaved_profiles_one_row_per_model_and_leaves_no_hooks() -> None:
+    models = {
+        "unpruned": structure_model("tiny", 1.0, "fusion"),
+        "pruned": structure_model("tiny", 0.4, "fusion", True),
+    }
+    rows = profile_interleaved(
+        models, random_windows(models["unpruned"], 2, torch.Generator().manual_seed(0)), 1
+    )
+    assert list(rows) == ["unpruned", "pruned"] and all(r.total_ms > 0 for r in rows.values())
+    assert not any(
+        m._forward_hooks or m._forward_pre_hooks for model in models.values() for m in model.modules()
+    )
