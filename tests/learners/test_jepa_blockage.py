@@ -16,7 +16,7 @@ from learners import jepa_blockage
 from learners.blockage.checkpoint import load_blockage
 from learners.blockage.fit import evaluate, fit_classifier
 from learners.blockage.windows import read_series, series_csv
-from learners.blockage_shipped import default_data, shipped_blockage
+from learners.blockage_shipped import shipped_blockage
 from learners.jepa_blockage import (
     JEPABlockage,
     SeriesSweeps,
@@ -26,12 +26,9 @@ from learners.jepa_blockage import (
     run,
     table,
 )
-from tests.learners.test_blockage_windows import write_dataset
+from tests.learners.test_blockage_windows import REAL, needs_real, write_dataset
+from twin.errors import ConfigError
 
-REAL = default_data()
-needs_real = pytest.mark.skipif(
-    not REAL.is_dir(), reason=f"DeepSense scenario 17 not found at {REAL} (../shared/data beside the repo)"
-)
 TINY = {"pretrain_epochs": 2, "pretrain_batch": 16, "head_epochs": 3}
 
 
@@ -96,7 +93,9 @@ def test_the_table_prints_beside_the_shipped_gru_and_is_deterministic(synthetic:
 
 
 def test_missing_data_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match=r"^data = '.*nowhere': not found \(expected DeepSense's scenario17"):
+    with pytest.raises(
+        ConfigError, match=r"^data = '.*nowhere': not found \(expected DeepSense's scenario17"
+    ):
         run(Settings(data=str(tmp_path / "nowhere")), log=lambda line: None)
 
 
