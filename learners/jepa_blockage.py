@@ -122,6 +122,11 @@ class Settings:
 
 def read_splits(folder: Path, share: float, seed: int) -> dict[str, Windows]:
     splits = {s: read_series(series_csv(folder, s)) for s in SPLITS}
+    for windows in splits.values():
+        if windows.labels is None:
+            raise ConfigError(
+                f"{windows.source}: unlabelled; the head trains and is scored on blockage labels"
+            )
     if share < 1:
         splits = {s: fraction(w, share, seed + i) for i, (s, w) in enumerate(splits.items())}
     return splits
@@ -156,7 +161,7 @@ def run_horizon(folder: Path, horizon: int, s: Settings, log: Any = print) -> di
     gru = load_blockage(shipped_blockage(horizon))
     if gru.horizon != horizon:
         raise ConfigError(f"{gru.path}: a future-{gru.horizon} predictor, expected future-{horizon}")
-    rows = {
+    return {
         "JEPA head (RF only, frozen)": {
             **evaluate(model, test),
             "trainable": trainable_parameters(model),
@@ -169,7 +174,6 @@ def run_horizon(folder: Path, horizon: int, s: Settings, log: Any = print) -> di
         },
         "always clear": {**scores(test.labels, np.zeros(len(test), bool)), "trainable": 0},
     }
-    return rows
 
 
 def run(s: Settings, log: Any = print) -> dict[int, dict[str, dict[str, float]]]:
