@@ -161,6 +161,8 @@ class SweepJEPA(JEPA):
 
     def window(self, batch: dict[str, Any]) -> tuple[Tensors, torch.Tensor]:
         values, present = self.history_values(batch["inputs"], batch["masks"])
+        if self.context.future <= 1:  # windows without future frames (the blockage series): history only
+            return values, present
         sweeps = torch.cat([values[RF_INPUT], batch["future_inputs"][RF_INPUT].float()], 1)
         future = batch["future_masks"][RF_INPUT].bool().unsqueeze(1)
         return {RF_INPUT: sweeps}, torch.cat([present, future], 2)
@@ -177,15 +179,18 @@ class BeamHistory(torch.nn.Module):
         return self.model({RF_INPUT: inputs["best_beams"], "beam_rsrp": inputs["best_rsrp"]}, masks)
 
 
-def context_of(num_beams: int) -> ModelContext:
+def context_of(num_beams: int, history: int = HISTORY, future: int = FUTURE) -> ModelContext:
     deployment = Deployment(num_beams=num_beams, angles_deg=tuple(np.linspace(-45, 45, num_beams)),
                             frame_rate_hz=10.0, noise_power_dbm=-87.0)  # fmt: skip
-    return ModelContext(num_beams, HISTORY, FUTURE, {}, deployment, preprocess_config({}))
+    return ModelContext(num_beams, history, future, {}, deployment, preprocess_config({}))
 
 
-def sweep_jepa(num_beams: int, options: dict[str, Any] | None = None) -> SweepJEPA:
+def sweep_jepa(
+    num_beams: int, options: dict[str, Any] | None = None, history: int = HISTORY, future: int = FUTURE
+) -> SweepJEPA:
+    """The RF-only JEPA on windows of `history` observed and `future` − 1 predicted sweeps."""
     o = model_options("jepa", {"preset": "tiny", **(options or {}), "modalities": [RF_INPUT]})
-    return SweepJEPA(o, context_of(num_beams))
+    return SweepJEPA(o, context_of(num_beams, history, future))
 
 
 # --- training: learners.head_training (pretrain, fit_heads) ---------------------------------------

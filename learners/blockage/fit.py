@@ -76,8 +76,8 @@ def scores(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
     return {"accuracy": accuracy, "precision": precision, "recall": recall, "f1": f1, "samples": len(labels)}
 
 
-def probabilities(model: BlockageGRU, windows: Windows, batch: int = 512) -> np.ndarray:
-    """P(blocked) of every window."""
+def probabilities(model: nn.Module, windows: Windows, batch: int = 512) -> np.ndarray:
+    """P(blocked) of every window (`model`: normalised sweeps → logits, a BlockageGRU or any other)."""
     x = torch.from_numpy(normalise(windows.sweeps))
     model.eval()
     with torch.no_grad():
@@ -87,7 +87,7 @@ def probabilities(model: BlockageGRU, windows: Windows, batch: int = 512) -> np.
 
 
 def evaluate(
-    model: BlockageGRU, windows: Windows, threshold: float = 0.5, loss: nn.Module | None = None
+    model: nn.Module, windows: Windows, threshold: float = 0.5, loss: nn.Module | None = None
 ) -> dict[str, float]:
     if windows.labels is None:
         raise ConfigError(f"{windows.source}: unlabelled; scoring needs a blockage label column")
@@ -133,33 +133,37 @@ def epoch_line(epoch: int, loss: float, m: dict[str, float]) -> str:
     )
 
 
-def fit_blockage(
-    train: Windows,
-    val: Windows,
-    config: BlockageTrainConfig | dict[str, Any],
-    folder: str | Path,
-    horizon: int,
-    extra: dict[str, Any] | None = None,
-    progress: bool = True,
-) -> BlockageResult:
-    """Train on `train`, choose the epoch by F1 on `val`, save it to `folder`."""
-    start = time.perf_counter()
-    config = blockage_train_config(config)
+@dataclass
+class Fitted:
+    """What `fit_classifier` leaves: the kept epoch's validation metrics, every epoch's, its number
+    and the weight of a blocked window."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    best_epoch: int
+    pos_weight: float
+
+
+def check_splits(train: Windows, val: Windows) -> None:
     for name, windows in (("training", train), ("validation", val)):
         if windows.labels is None or len(windows) == 0:
             raise ConfigError(f"{windows.source}: no labelled {name} windows")
         if windows.labels.sum() == 0:
             raise ConfigError(f"{windows.source}: no blocked {name} window; F1 of 'blocked' is undefined")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    model = BlockageGRU(config.options, train.sweeps.shape[2])
-    if config.init_from:
-        _init(model, config.init_from)
+
+
+def fit_classifier(
+    model: nn.Module, train: Windows, val: Windows, config: BlockageTrainConfig, progress: bool = False
+) -> Fitted:
+    """The task's training loop for any module of (B, S, K) normalised sweeps → (B,) logits: its
+    trainable parameters only (a frozen backbone stays as it is), blocked windows weighted, the
+    epoch of the best validation F1 loaded back into `model`."""
+    check_splits(train, val)
     weight = _pos_weight(config, train.labels)
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, dtype=torch.float64))
     train_loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight))
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     x, y = torch.from_numpy(normalise(train.sweeps)), torch.from_numpy(train.labels).float()
     history: list[dict[str, float]] = []
     best: dict[str, float] | None = None
@@ -191,17 +195,43 @@ def fit_blockage(
                 break
     assert best_state is not None and best is not None  # at least one epoch ran
     model.load_state_dict(best_state)
+    model.eval()
+    return Fitted(best, history, best_epoch, weight)
+
+
+def fit_blockage(
+    train: Windows,
+    val: Windows,
+    config: BlockageTrainConfig | dict[str, Any],
+    folder: str | Path,
+    horizon: int,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> BlockageResult:
+    """Train on `train`, choose the epoch by F1 on `val`, save it to `folder`."""
+    start = time.perf_counter()
+    config = blockage_train_config(config)
+    check_splits(train, val)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = BlockageGRU(config.options, train.sweeps.shape[2])
+    if config.init_from:
+        _init(model, config.init_from)
+    fitted = fit_classifier(model, train, val, config, progress)
     info = {
         "train": config.to_json(),
-        "pos_weight": weight,
-        "metrics": best,
-        "best_epoch": best_epoch,
-        "history": history,
+        "pos_weight": fitted.pos_weight,
+        "metrics": fitted.metrics,
+        "best_epoch": fitted.best_epoch,
+        "history": fitted.history,
         "data": {
             "train": {"source": train.source, "windows": len(train), "blocked": int(train.labels.sum())},
             "val": {"source": val.source, "windows": len(val), "blocked": int(val.labels.sum())},
         },
         **(extra or {}),
     }
-    folder = save_blockage(folder, model.eval(), horizon, info)
-    return BlockageResult(folder, best, history, best_epoch, time.perf_counter() - start)
+    folder = save_blockage(folder, model, horizon, info)
+    return BlockageResult(
+        folder, fitted.metrics, fitted.history, fitted.best_epoch, time.perf_counter() - start
+    )
