@@ -250,12 +250,17 @@ class WindowDataset(Dataset):
         config: DataConfig,
         training: bool = False,
         seed: int = 0,
+        share: float = 1.0,
     ):
         self.frames = frames
         self.config = config
         self.training = training
         self.rng = np.random.default_rng(seed)
         self.items = [(d, t) for d in drives for t in range(0, frames.drives[d].num_frames, config.stride)]
+        if share < 1:  # a seeded subset of the windows, e.g. the labelled share of a label-efficiency run
+            count = max(1, math.ceil(share * len(self.items)))
+            keep = np.random.default_rng([seed, 31]).permutation(len(self.items))[:count]
+            self.items = [self.items[i] for i in sorted(keep.tolist())]
 
     def __len__(self) -> int:
         return len(self.items)

@@ -67,6 +67,9 @@ class TrainConfig:
     modality_dropout: float = spec(0.1, check=between(0, 0.9))  # per sample and sensor input
     threads: int = spec(0, check=between(0, 256))  # torch threads; 0: torch's default
     init_from: str = spec("")  # checkpoint whose matching tensors initialise the model
+    # Share of the training windows the supervised stage learns from (a seeded subset: label-efficiency
+    # runs); pretraining stages and validation use every window.
+    label_fraction: float = spec(1.0, check=between(0.01, 1))
     freeze: tuple[str, ...] = spec(())  # parameter-name prefixes kept fixed
     data: DataConfig = spec(factory=DataConfig)
     # Free-form, validated by the model's and the preprocessor's own dataclasses:
@@ -234,7 +237,9 @@ def fit(
     if model.pretraining_stages():  # representation stages first, then the head on the frozen backbone
         pretraining = run_stages(model, setup.frames, setup.train_ids, setup.val_ids, config, progress)
         setup.frozen = _freeze(model, (*config.freeze, *model.backbone_prefixes()))
-    train_set = WindowDataset(setup.frames, setup.train_ids, data, training=True, seed=config.seed)
+    train_set = WindowDataset(
+        setup.frames, setup.train_ids, data, training=True, seed=config.seed, share=config.label_fraction
+    )
     val_set = WindowDataset(setup.frames, setup.val_ids, data, training=False)
     val_loader = batches(val_set, max(config.batch_size, 64), False, config.seed)
     task_metrics = getattr(model, "evaluate_task", None)  # a non-beam head's own metrics (WMFM)

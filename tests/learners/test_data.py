@@ -31,6 +31,18 @@ def test_window_holds_history_rf_lag_and_future_targets() -> None:
     assert sample["target_rsrp"].shape == (2, 8)
 
 
+def test_a_share_of_the_windows_is_a_seeded_subset_of_them() -> None:
+    frames = synthetic_frames(frames=20, drives=2)
+    config = data_config({"history": 3})
+    every = WindowDataset(frames, [0, 1], config).items
+    share = WindowDataset(frames, [0, 1], config, seed=4, share=0.4).items
+    assert len(share) == 16 and set(share) < set(every)  # ceil(0.4 · 40) of the 40 windows
+    assert share == sorted(share, key=every.index)  # in the full set's order
+    assert WindowDataset(frames, [0, 1], config, seed=4, share=0.4).items == share  # same seed: same windows
+    assert WindowDataset(frames, [0, 1], config, seed=5, share=0.4).items != share
+    assert len(WindowDataset(frames, [0, 1], config, share=0.001).items) == 1  # never empty
+
+
 def test_window_at_the_drive_edges_is_padded_with_masked_zeros() -> None:
     frames = synthetic_frames(frames=6)
     data = WindowDataset(frames, [1], data_config({"history": 3, "future": 2}))

@@ -131,6 +131,8 @@ def test_bad_training_settings_fail_in_one_line() -> None:
         train_config({"model": "beamtransfuser", "options": {"layers": 0}})
     with pytest.raises(ConfigError, match=r"^train\.data\.future = -1: expected"):
         train_config({"data": {"future": -1}})
+    with pytest.raises(ConfigError, match=r"^train\.label_fraction = 0: expected a value in \[0\.01, 1\]"):
+        train_config({"label_fraction": 0})
 
 
 def test_command_line_trains_with_validation_metrics(tiny_store: Path, tmp_path: Path) -> None:
