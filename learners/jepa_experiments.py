@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
@@ -52,6 +51,7 @@ from learners.optimisation import batches
 from learners.preprocess import PreprocessConfig, Preprocessor, features_to_metres
 from learners.train import model_inputs, seed_everything, train_config
 from twin.errors import ConfigError, StoreError, TwinError
+from twin.store import TwinStore
 
 HISTORY, FUTURE = 8, 6  # the paper's 8 + 5 frames; the models' outputs cover t … t+5
 HORIZONS = FUTURE - 1
@@ -127,13 +127,13 @@ def load_store(path: str | Path, options: dict[str, Any] | None = None) -> TwinW
     frames = load_frames(path, (*MODALITIES[:-1], RF_INPUT), preprocess, DATA.label)
     bs = np.asarray(frames.deployment.bs_position_m or (0.0, 0.0, 0.0))[:2]
     sweeps, positions = [], []
-    with h5py.File(path, "r") as f:
+    with TwinStore(path) as store:
+        if "ue_pos" not in store.modalities:
+            raise StoreError(f"{path}: no 'ue_pos' (expected a twin store)")
         for drive in frames.drives:
-            group = f["episodes"][drive.id]
-            if "ue_pos" not in group:
-                raise StoreError(f"{path}: drive {drive.id} has no 'ue_pos' (expected a twin store)")
-            sweeps.append(np.nan_to_num(group["rsrp_dbm"][()].astype(np.float64), nan=-300.0, neginf=-300.0))
-            positions.append(group["ue_pos"][()][:, :2].astype(np.float64) - bs)
+            episode = store.episode(drive.id, ["rsrp_dbm", "ue_pos"])
+            sweeps.append(np.nan_to_num(episode["rsrp_dbm"].astype(np.float64), nan=-300.0, neginf=-300.0))
+            positions.append(episode["ue_pos"][:, :2].astype(np.float64) - bs)
     return TwinWindows(frames, preprocess, sweeps, positions)
 
 
